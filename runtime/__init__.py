@@ -1,0 +1,38 @@
+"""jacc's runtime: everything a module built by `jacc build` needs, and nothing else.
+
+Generated code does `import jacc_runtime as _jacc` and uses only the names below.
+The server lives beside it (`jacc_runtime.server`) and is never imported from here,
+so a built module runs where only this package is installed.
+"""
+
+from __future__ import annotations
+
+from .walker import (
+    APIProtocol,
+    Disengage,
+    Field,
+    Root,
+    Walker,
+    WalkerSpec,
+    entry,
+    exit,
+    field,
+    report,
+    run,
+    spawn,
+)
+
+__all__ = [
+    "APIProtocol",
+    "Disengage",
+    "Field",
+    "Root",
+    "Walker",
+    "WalkerSpec",
+    "entry",
+    "exit",
+    "field",
+    "report",
+    "run",
+    "spawn",
+]
