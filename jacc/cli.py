@@ -1,0 +1,99 @@
+"""The `jacc` command: argument parsing, printing and exit codes — nothing else.
+
+Exit status (SPEC §1): 0 success; 1 the user's program or input is wrong
+(diagnostics printed); 2 an internal error (a bug: the traceback is printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from pathlib import Path
+
+from . import __version__
+from .diagnostics import JacError
+
+EXIT_OK, EXIT_USER, EXIT_INTERNAL = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jacc", description="Compile and serve Jac walkers.")
+    parser.add_argument("--version", action="version", version=f"jacc {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    build = commands.add_parser("build", help="compile APP.jac to a Python module")
+    build.add_argument("app", type=Path, metavar="APP.jac")
+    build.add_argument("-o", "--output", type=Path, metavar="OUT.py")
+
+    check = commands.add_parser("check", help="parse and check APP.jac only")
+    check.add_argument("app", type=Path, metavar="APP.jac")
+
+    serve = commands.add_parser("serve", help="serve the walkers of APP.jac")
+    serve.add_argument("app", type=Path, metavar="APP.jac")
+    serve.add_argument("--host", default=None, help="default 127.0.0.1")
+    serve.add_argument("--port", type=int, default=None, help="default 8000")
+    serve.add_argument("--dev", action="store_true", help="watch the source and reload")
+    serve.add_argument("--workers", type=int, default=None, help="worker processes")
+    serve.add_argument("--config", type=Path, default=None, metavar="jacc.toml")
+
+    token = commands.add_parser("token", help="print a JWT that `serve` would accept")
+    token.add_argument("--user", required=True)
+    token.add_argument("--ttl", type=int, default=None, metavar="SECONDS")
+    token.add_argument("--app", type=Path, default=None, metavar="APP.jac")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except JacError as error:
+        print(error.render(), file=sys.stderr)
+        return EXIT_USER
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except Exception:
+        print("error: internal compiler error (this is a bug in jacc, please report it)",
+              file=sys.stderr)
+        traceback.print_exc()
+        return EXIT_INTERNAL
+
+
+def _build(args: argparse.Namespace) -> int:
+    from .compiler import build_file
+
+    result = build_file(args.app, args.output)
+    _print_warnings(result.warnings)
+    return EXIT_OK
+
+
+def _check(args: argparse.Namespace) -> int:
+    from .compiler import check_file
+
+    warnings = check_file(args.app)
+    _print_warnings(warnings)
+    return EXIT_OK
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from jacc_runtime.server import ServeOptions, serve
+
+    return serve(ServeOptions(
+        app=args.app, host=args.host, port=args.port, dev=args.dev,
+        workers=args.workers, config=args.config,
+    ))
+
+
+def _token(args: argparse.Namespace) -> int:
+    from jacc_runtime.server import print_token
+
+    return print_token(user=args.user, ttl=args.ttl, app=args.app)
+
+
+def _print_warnings(warnings: list) -> None:
+    for warning in warnings:
+        print(warning.render(), file=sys.stderr)
+
+
+COMMANDS = {"build": _build, "check": _check, "serve": _serve, "token": _token}
