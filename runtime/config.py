@@ -1,0 +1,499 @@
+"""Server configuration (SPEC §9): `jacc.toml`, then `JACC_*` environment variables, then flags.
+
+`load_config` reads the three layers, checks every value before the server starts
+and returns frozen dataclasses. A bad value is a `ConfigError` whose message is
+one line naming the key and where the value came from, so `serve` can print it
+and exit 1 without a traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import json
+import math
+import os
+import re
+import tomllib
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+CONFIG_FILE_NAME = "jacc.toml"
+STATE_DIR_NAME = ".jacc"
+
+
+@dataclass(frozen=True)
+class WebSocketConfig:
+    """The `[websocket]` table: limits and liveness of WebSocket walkers."""
+
+    max_message_bytes: int = 65536
+    messages_per_second: float = 50.0
+    max_connections_per_walker: int = 10000
+    max_connections_per_user: int = 32
+    walker_timeout_seconds: float = 30.0
+    heartbeat_seconds: float = 30.0
+    auth_timeout_seconds: float = 10.0
+    send_timeout_seconds: float = 5.0
+    send_queue_frames: int = 256
+    allowed_origins: tuple[str, ...] = ()
+    backplane: str = "memory"
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """The `[auth]` table. `database` is absolute once it comes out of `load_config`."""
+
+    secret: str = ""
+    token_ttl_seconds: int = 86400
+    database: Path = Path(STATE_DIR_NAME) / "users.db"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Where and how to serve; from flags and `JACC_SERVER_*` only, never from the file."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    dev: bool = False
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything `serve` needs to know, checked."""
+
+    websocket: WebSocketConfig
+    auth: AuthConfig
+    server: ServerConfig
+    app_dir: Path
+
+    @property
+    def state_dir(self) -> Path:
+        """The `.jacc/` folder beside the app (generated secret, account store)."""
+        return self.app_dir / STATE_DIR_NAME
+
+
+class ConfigError(Exception):
+    """A bad configuration value, as one printable line.
+
+    `str(e)` is like ``config: websocket.max_message_bytes must be an integer > 0,
+    got 0 (from JACC_WEBSOCKET_MAX_MESSAGE_BYTES)``. `key` is the dotted key
+    (``""`` when the file as a whole is wrong); `source` is the file, variable or
+    flag the value came from.
+    """
+
+    def __init__(self, message: str, key: str = "", source: str = "") -> None:
+        suffix = f" (from {source})" if source else ""
+        super().__init__(f"config: {message}{suffix}")
+        self.key = key
+        self.source = source
+
+
+_SECTIONS: dict[str, type] = {
+    "websocket": WebSocketConfig,
+    "auth": AuthConfig,
+    "server": ServerConfig,
+}
+# Host, port and workers belong to how one machine runs the app, not to the app,
+# so they are not read from the file that ships beside it.
+_FILE_SECTIONS = ("websocket", "auth")
+_FLAGS = {"server.host": "--host", "server.port": "--port", "server.workers": "--workers",
+          "server.dev": "--dev", "auth.token_ttl_seconds": "--ttl"}
+_INT_RANGES = {"server.port": (1, 65535)}
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+_BACKPLANE_WANT = '"memory" or a redis://, rediss:// or unix:// URL'
+_WANTS: dict[object, str] = {
+    int: "an integer > 0",
+    float: "a number > 0",
+    bool: "true or false",
+    str: "a string",
+    Path: "a non-empty path",
+    tuple[str, ...]: 'a list of origins like "https://example.com", or ["*"]',
+}
+_KEY_WANTS = {
+    "server.port": "an integer from 1 to 65535",
+    "server.host": "a non-empty host name or address",
+    "websocket.backplane": _BACKPLANE_WANT,
+}
+
+# A value on its way through the layers: what it is and where it came from.
+_Raw = dict[str, tuple[object, str]]
+
+
+def load_config(
+    app: Path,
+    config_file: Path | None = None,
+    environ: Mapping[str, str] = os.environ,
+    overrides: Mapping[str, object] | None = None,
+) -> Config:
+    """Read and check the configuration of the app at `app`.
+
+    Precedence, lowest first: `jacc.toml` beside the app (or `config_file`, which
+    must then exist), `JACC_<SECTION>_<KEY>` variables in `environ`, `overrides`
+    (dotted keys such as ``"server.port"``; a ``None`` value means "not given").
+    Raises `ConfigError` for any bad value; an unknown override key is a caller
+    bug and raises `ValueError`.
+    """
+    app_dir = Path(os.path.abspath(app)).parent
+    raw: _Raw = {}
+    explicit = config_file is not None
+    path = Path(config_file) if explicit else Path(app).parent / CONFIG_FILE_NAME
+    raw.update(_file_layer(path, explicit))
+    raw.update(_env_layer(environ))
+    raw.update(_override_layer(overrides or {}))
+    auth = _build_section("auth", raw)
+    return Config(
+        websocket=_build_section("websocket", raw),
+        auth=dataclasses.replace(auth, database=_beside(app_dir, auth.database)),
+        server=_build_section("server", raw),
+        app_dir=app_dir,
+    )
+
+
+@functools.cache
+def _fields(section: str) -> dict[str, object]:
+    return typing.get_type_hints(_SECTIONS[section])
+
+
+def _beside(app_dir: Path, path: Path) -> Path:
+    path = path.expanduser()
+    return path if path.is_absolute() else app_dir / path
+
+
+# --- the three layers -------------------------------------------------------------
+
+
+def _file_layer(path: Path, explicit: bool) -> _Raw:
+    text = _read_text(path, explicit)
+    if text is None:
+        return {}
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise _syntax_error(path, error) from None
+    raw: _Raw = {}
+    for section, table in document.items():
+        where = _located(path, text, section)
+        _check_section(section, table, where)
+        for key, value in table.items():
+            where = _located(path, text, section, key)
+            if key not in _fields(section):
+                raise ConfigError(f"unknown key {section}.{key}{_suggest_key(section, key)}",
+                                  f"{section}.{key}", where)
+            raw[f"{section}.{key}"] = (value, where)
+    return raw
+
+
+def _read_text(path: Path, explicit: bool) -> str | None:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError(f"{path}: no such file", source="--config") from None
+        return None  # no jacc.toml beside the app: every default applies
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text, which TOML requires") from None
+
+
+def _syntax_error(path: Path, error: tomllib.TOMLDecodeError) -> ConfigError:
+    # Python 3.11's TOMLDecodeError has the position only in its message.
+    message = str(error)
+    match = re.search(r"\s*\(at line (\d+), column (\d+)\)$", message)
+    if match is None:
+        return ConfigError(f"{path}: invalid TOML: {message}")
+    line, column = match.groups()
+    return ConfigError(f"{path}:{line}:{column}: invalid TOML: {message[:match.start()]}")
+
+
+def _check_section(section: str, table: object, where: str) -> None:
+    if section == "server":
+        raise ConfigError("[server] is not read from the config file; use --host, --port, "
+                          "--workers, --dev or JACC_SERVER_* variables", section, where)
+    if section not in _FILE_SECTIONS:
+        if not isinstance(table, dict):
+            qualified = [f"{s}.{k}" for s in _FILE_SECTIONS for k in _fields(s)]
+            hint = _suggest(section, qualified, key=lambda q: q.partition(".")[2])
+            raise ConfigError(f"key {section} must be inside a section{hint}", section, where)
+        hint = _suggest(section, _FILE_SECTIONS, shape="[{}]")
+        raise ConfigError(f"unknown section [{section}]{hint}", section, where)
+    if not isinstance(table, dict):
+        raise ConfigError(f"{section} must be a table ([{section}]), got {_show(table)}",
+                          section, where)
+
+
+def _env_layer(environ: Mapping[str, str]) -> _Raw:
+    raw: _Raw = {}
+    for variable, text in sorted(environ.items()):
+        for section in _SECTIONS:
+            prefix = f"JACC_{section.upper()}_"
+            if not variable.startswith(prefix):
+                continue
+            key = variable[len(prefix):].lower()
+            if key not in _fields(section):
+                # A mistyped variable would otherwise be ignored in silence.
+                names = [f"{prefix}{k.upper()}" for k in _fields(section)]
+                raise ConfigError(f"unknown key {section}.{key}{_suggest(variable, names)}",
+                                  f"{section}.{key}", variable)
+            raw[f"{section}.{key}"] = (text, variable)
+    return raw
+
+
+def _override_layer(overrides: Mapping[str, object]) -> _Raw:
+    raw: _Raw = {}
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        section, _, key = dotted.partition(".")
+        if section not in _SECTIONS or key not in _fields(section):
+            raise ValueError(f"unknown config override {dotted!r}")
+        raw[dotted] = (value, _FLAGS.get(dotted, f"override {dotted}"))
+    return raw
+
+
+# --- where a value came from, and did-you-mean ---------------------------------------
+
+_HEADER = re.compile(r"\s*\[\[?\s*([^\]]+?)\s*\]")
+_ASSIGNMENT = re.compile(r"""\s*(["']?)([A-Za-z0-9_.-]+)\1\s*=""")
+
+
+def _located(path: Path, text: str, section: str, key: str | None = None) -> str:
+    line = _line_of(text, section, key)
+    return f"{path}:{line}" if line else str(path)
+
+
+def _line_of(text: str, section: str, key: str | None) -> int | None:
+    # Best effort: tomllib gives no positions, and a line number saves a search.
+    current: str | None = None
+    for number, line in enumerate(text.splitlines(), 1):
+        header = _HEADER.match(line)
+        if header:
+            current = header.group(1).strip("\"'")
+            if key is None and current == section:
+                return number
+            continue
+        assignment = _ASSIGNMENT.match(line)
+        if assignment is None:
+            continue
+        name = assignment.group(2)
+        if key is None and current is None and name.split(".")[0] == section:
+            return number
+        if key is not None and (current, name) in ((section, key), (None, f"{section}.{key}")):
+            return number
+    return None
+
+
+def _suggest(word: str, candidates: Iterable[str], shape: str = "{}",
+             key: typing.Callable[[str], str] = lambda c: c) -> str:
+    by_key = {key(c): c for c in candidates}
+    match = difflib.get_close_matches(word, list(by_key), n=1, cutoff=0.6)
+    return f", did you mean {shape.format(by_key[match[0]])}?" if match else ""
+
+
+def _suggest_key(section: str, key: str) -> str:
+    for other in _FILE_SECTIONS:
+        if other != section and key in _fields(other):
+            return f", did you mean {other}.{key} (in [{other}])?"
+    return _suggest(key, [f"{section}.{k}" for k in _fields(section)],
+                    key=lambda q: q.partition(".")[2])
+
+
+# --- checking values ---------------------------------------------------------------
+
+
+def _build_section(section: str, raw: _Raw) -> typing.Any:
+    values = {}
+    for name, kind in _fields(section).items():
+        dotted = f"{section}.{name}"
+        if dotted in raw:
+            value, source = raw[dotted]
+            values[name] = _convert(dotted, kind, value, source)
+    return _SECTIONS[section](**values)
+
+
+def _convert(dotted: str, kind: object, value: object, source: str) -> object:
+    if isinstance(value, str) and kind not in (str, Path):
+        value = _parse_text(dotted, kind, value, source)
+    check = _KEY_CHECKS.get(dotted) or _KIND_CHECKS[kind]
+    return check(dotted, value, source)
+
+
+def _parse_text(dotted: str, kind: object, text: str, source: str) -> object:
+    """Turn an environment variable (or a string override) into the field's type."""
+    stripped = text.strip()
+    try:
+        if kind is int:
+            return int(stripped)
+        if kind is float:
+            return float(stripped)
+        if kind is bool:
+            return _parse_bool(stripped)
+        return _parse_list(stripped)
+    except ValueError:
+        raise _bad(dotted, text, source) from None
+
+
+def _parse_bool(text: str) -> bool:
+    if text.lower() in _TRUE:
+        return True
+    if text.lower() in _FALSE:
+        return False
+    raise ValueError(text)
+
+
+def _parse_list(text: str) -> list[object]:
+    if not text:
+        return []
+    if not text.startswith("["):
+        return [part.strip() for part in text.split(",") if part.strip()]
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    try:
+        return tomllib.loads(f"value = {text}")["value"]  # TOML style: 'single quotes'
+    except tomllib.TOMLDecodeError:
+        raise ValueError(text) from None
+
+
+def _check_int(dotted: str, value: object, source: str) -> int:
+    low, high = _INT_RANGES.get(dotted, (1, None))
+    # bool is a subclass of int, and `true` for a count is a mistake, not 1.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _bad(dotted, value, source)
+    if value < low or (high is not None and value > high):
+        raise _bad(dotted, value, source)
+    return value
+
+
+def _check_float(dotted: str, value: object, source: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _bad(dotted, value, source)
+    if not math.isfinite(value) or value <= 0:
+        raise _bad(dotted, value, source)
+    return float(value)
+
+
+def _check_bool(dotted: str, value: object, source: str) -> bool:
+    if not isinstance(value, bool):
+        raise _bad(dotted, value, source)
+    return value
+
+
+def _check_str(dotted: str, value: object, source: str) -> str:
+    if not isinstance(value, str):
+        raise _bad(dotted, value, source)
+    return value
+
+
+def _check_host(dotted: str, value: object, source: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _bad(dotted, value, source)
+    return value.strip()
+
+
+def _check_path(dotted: str, value: object, source: str) -> Path:
+    if not isinstance(value, str | os.PathLike) or not os.fspath(value).strip():
+        raise _bad(dotted, value, source)
+    return Path(value)
+
+
+def _check_backplane(dotted: str, value: object, source: str) -> str:
+    if not isinstance(value, str):
+        raise _bad(dotted, value, source)
+    url = value.strip()
+    if url == "memory" or _is_redis_url(url):
+        return url
+    raise _bad(dotted, _hide_password(url), source)
+
+
+def _is_redis_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        return False
+    if parts.scheme == "unix":
+        return bool(parts.path)
+    # redis-py reads the path as the database number and fails later on anything else.
+    return parts.scheme in ("redis", "rediss") and bool(parts.hostname) and bool(
+        re.fullmatch(r"/?\d*", parts.path))
+
+
+def _hide_password(url: str) -> str:
+    # Error lines end up in logs; a Redis password must not.
+    return re.sub(r"(://[^:@/]*:)[^@/]*@", r"\1***@", url)
+
+
+def _check_origins(dotted: str, value: object, source: str) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple):
+        raise _bad(dotted, value, source)
+    return tuple(_origin(dotted, entry, source) for entry in value)
+
+
+def _origin(dotted: str, entry: object, source: str) -> str:
+    """One allowed origin, spelled as browsers send the `Origin` header."""
+    if entry == "*":
+        return "*"
+    if isinstance(entry, str):
+        try:
+            parts = urlsplit(entry.strip())
+            port = parts.port
+        except ValueError:
+            parts, port = None, None
+        # A trailing slash or a path never matches an Origin header, silently: refuse it.
+        if parts and parts.scheme and parts.hostname and not (
+                parts.path or parts.query or parts.fragment or parts.username):
+            default = {"http": 80, "https": 443}.get(parts.scheme)
+            suffix = f":{port}" if port is not None and port != default else ""
+            return f"{parts.scheme}://{parts.hostname}{suffix}"
+    raise ConfigError(f"{dotted} entries must be origins like \"https://example.com\" "
+                      f"(scheme://host[:port], no path) or \"*\", got {_show(entry)}",
+                      dotted, source)
+
+
+_KIND_CHECKS: dict[object, typing.Callable[[str, object, str], object]] = {
+    int: _check_int,
+    float: _check_float,
+    bool: _check_bool,
+    str: _check_str,
+    Path: _check_path,
+    tuple[str, ...]: _check_origins,
+}
+_KEY_CHECKS: dict[str, typing.Callable[[str, object, str], object]] = {
+    "server.host": _check_host,
+    "websocket.backplane": _check_backplane,
+}
+
+
+def _bad(dotted: str, value: object, source: str) -> ConfigError:
+    section, _, name = dotted.partition(".")
+    want = _KEY_WANTS.get(dotted) or _WANTS[_fields(section)[name]]
+    got = _kind_of(value) if dotted == "auth.secret" else _show(value)
+    return ConfigError(f"{dotted} must be {want}, got {got}", dotted, source)
+
+
+def _show(value: object) -> str:
+    """A value as the user wrote it (TOML spelling), short and on one line."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, str):
+        text = json.dumps(value, ensure_ascii=False)
+    else:
+        text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
+
+
+def _kind_of(value: object) -> str:
+    # Used for the secret: say what kind of value it was, never the value.
+    kinds = {bool: "a boolean", int: "an integer", float: "a number", list: "a list",
+             dict: "a table"}
+    return kinds.get(type(value), f"a value of type {type(value).__name__}")
