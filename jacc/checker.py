@@ -1,0 +1,523 @@
+"""Nodes → diagnostics. The checker collects every problem of a file; it never raises.
+
+Checks (SPEC §3): `@restspec` rules, duplicate names and fields, `has` without a
+type, `await` outside async code, `self.x` for an unknown member, undefined
+names, `report`/`disengage`/`self` outside a walker, legacy spellings, and the
+Python rules that `compile()` would otherwise reject with a bare SyntaxError.
+"""
+
+from __future__ import annotations
+
+import builtins
+from dataclasses import dataclass, field
+from difflib import get_close_matches
+
+from . import nodes as n
+from .diagnostics import Diagnostic
+from .restspec import RESTSPEC, is_restspec, read_restspec
+from .source import Span
+
+JAC_BUILTINS = frozenset({"Root", "APIProtocol", RESTSPEC})
+PYTHON_BUILTINS = frozenset(dir(builtins)) | {"__name__", "__file__", "__doc__"}
+RESERVED_PREFIX = "_jacc"
+
+
+def check(module: n.Module) -> list[Diagnostic]:
+    """Every diagnostic for `module`, unsorted (the caller sorts)."""
+    return ModuleChecker(module).run()
+
+
+def _did_you_mean(name: str, candidates: set[str] | frozenset[str]) -> str | None:
+    close = get_close_matches(name, sorted(candidates), n=1, cutoff=0.7)
+    return f"did you mean `{close[0]}`?" if close else None
+
+
+@dataclass
+class _Scope:
+    """What a body of code may refer to, and where it is."""
+
+    names: set[str]
+    walker: n.Walker | None = None  # inside a walker's ability or method
+    members: set[str] | None = None  # the walker's members; None when a base is not ours
+    is_async: bool = False
+    in_function: bool = False
+    loop_depth: int = 0
+    comprehension_names: list[set[str]] = field(default_factory=list)
+
+    def knows(self, name: str) -> bool:
+        return name in self.names or any(name in names for names in self.comprehension_names)
+
+    def all_names(self) -> set[str]:
+        return self.names.union(*self.comprehension_names)
+
+
+class ModuleChecker:
+    def __init__(self, module: n.Module) -> None:
+        self.module = module
+        self.diagnostics: list[Diagnostic] = []
+        self.walkers: dict[str, n.Walker] = {}
+        self.module_names: set[str] = set()
+
+    def error(self, code: str, message: str, span: Span, help: str | None = None) -> None:
+        self.diagnostics.append(Diagnostic(code, message, span, help))
+
+    def run(self) -> list[Diagnostic]:
+        self.collect_top_level()
+        module_scope = _Scope(self.known_globals())
+        for element in self.module.body:
+            self.visit(element, module_scope)
+        return self.diagnostics
+
+    # ------------------------------------------------------------ names
+
+    def collect_top_level(self) -> None:
+        first_seen: dict[str, Span] = {}
+        for element, name, span in self.bindings():
+            if name.startswith(RESERVED_PREFIX):
+                self.error("E0205", f"names starting with `{RESERVED_PREFIX}` are reserved for "
+                           "jacc's generated code", span)
+            if name in first_seen:
+                self.error("E0201", f"`{name}` is defined more than once", span,
+                           help=f"the first definition is on line {first_seen[name].line}")
+            else:
+                first_seen[name] = span
+            if isinstance(element, n.Walker) and name not in self.walkers:
+                self.walkers[name] = element
+        self.module_names = set(first_seen)
+
+    def bindings(self):
+        for element in self.module.body:
+            if isinstance(element, (n.Walker, n.Function)):
+                yield element, element.name, element.name_span
+            elif isinstance(element, n.Glob):
+                for item in element.items:
+                    yield element, item.name, item.span
+            elif isinstance(element, n.ImportFrom):
+                for name in element.names:
+                    yield element, name.alias or name.name, name.span
+            elif isinstance(element, n.ImportModule):
+                yield element, element.alias or element.module.split(".")[0], element.span
+
+    def known_globals(self) -> set[str]:
+        return self.module_names | PYTHON_BUILTINS | JAC_BUILTINS
+
+    def members_of(self, walker: n.Walker, seen: frozenset[str] = frozenset()) -> set[str] | None:
+        """Every field, method and named ability of a walker and its bases in this file.
+
+        None when a base is not a walker of this file: its members are unknown.
+        """
+        members = {m.name for m in walker.members if m.name}
+        for base in walker.bases:
+            if not (isinstance(base, n.Name) and base.id in self.walkers) or base.id in seen:
+                return None
+            inherited = self.members_of(self.walkers[base.id], seen | {walker.name})
+            if inherited is None:
+                return None
+            members |= inherited
+        return members
+
+    # ------------------------------------------------------------ dispatch
+
+    def visit(self, node: n.Node, scope: _Scope) -> None:
+        method = getattr(self, "visit_" + type(node).__name__, None)
+        if method is None:
+            raise TypeError(f"checker: no rule for {type(node).__name__}")
+        method(node, scope)
+
+    def visit_all(self, nodes, scope: _Scope) -> None:
+        for node in nodes:
+            if node is not None:
+                self.visit(node, scope)
+
+    # ------------------------------------------------------------ module level
+
+    def visit_ImportFrom(self, node: n.ImportFrom, scope: _Scope) -> None:
+        pass
+
+    def visit_ImportModule(self, node: n.ImportModule, scope: _Scope) -> None:
+        pass
+
+    def visit_Glob(self, node: n.Glob, scope: _Scope) -> None:
+        for item in node.items:
+            self.visit_all((item.annotation, item.value), scope)
+
+    def visit_Function(self, node: n.Function, scope: _Scope) -> None:
+        self.check_decorators(node.decorators, scope, walker=None)
+        self.check_params(node.params, scope)
+        names = set(scope.names) | {p.name for p in node.params} | _bound_names(node.body)
+        body_scope = _Scope(names, walker=scope.walker, members=scope.members,
+                            is_async=node.is_async, in_function=True)
+        self.visit_all(node.body, body_scope)
+
+    def check_params(self, params: tuple[n.Param, ...], scope: _Scope) -> None:
+        seen: set[str] = set()
+        seen_default = seen_star = False
+        for param in params:
+            self.visit_all((param.annotation, param.default), scope)
+            if param.kind == "bare_star":
+                seen_star = True
+                continue
+            if param.name in seen:
+                self.error("E0204", f"parameter `{param.name}` is declared twice", param.span)
+            seen.add(param.name)
+            if param.name == "self" and scope.walker is not None:
+                self.error("E0204", "methods get `self` implicitly: do not declare it",
+                           param.span, help="remove `self` from the parameters")
+            if param.kind == "star":
+                seen_star = True
+            elif param.kind == "plain" and not seen_star:
+                if param.default is not None:
+                    seen_default = True
+                elif seen_default:
+                    self.error("E0003", f"parameter `{param.name}` without a default follows "
+                               "one with a default", param.span)
+
+    def check_decorators(self, decorators: tuple[n.Decorator, ...], scope: _Scope,
+                         walker: n.Walker | None) -> None:
+        for decorator in decorators:
+            if is_restspec(decorator) and walker is None:
+                self.error("E0107", "`@restspec` applies to walkers only", decorator.span)
+                continue
+            if not is_restspec(decorator):
+                self.visit(decorator.expr, scope)
+
+    # ------------------------------------------------------------ walkers
+
+    def visit_Walker(self, node: n.Walker, scope: _Scope) -> None:
+        self.check_restspec(node)
+        self.check_decorators(node.decorators, scope, walker=node)
+        self.visit_all(node.bases, scope)
+        self.check_members(node, scope)
+        members = self.members_of(node)
+        inner = _Scope(scope.names, walker=node, members=members)
+        for member in node.members:
+            if isinstance(member, n.HasField):
+                self.visit_all((member.type, member.default), scope)
+            elif isinstance(member, n.Ability):
+                self.check_trigger(member)
+                names = scope.names | _bound_names(member.body)
+                body_scope = _Scope(names, walker=node, members=members,
+                                    is_async=member.is_async, in_function=True)
+                self.visit_all(member.body, body_scope)
+            else:
+                self.visit_Function(member, inner)
+
+    def check_restspec(self, node: n.Walker) -> None:
+        spec, problems = read_restspec(node.decorators)
+        self.diagnostics.extend(problems)
+        if spec.protocol == "websocket" and not node.is_async:
+            access = f" : {node.access}" if node.access else ""
+            self.error("E0101", f"WebSocket walker `{node.name}` must be declared `async walker`",
+                       node.keyword_span, help=f"write `async walker{access} {node.name}`")
+        if spec.broadcast and spec.protocol != "websocket":
+            span = _keyword_span(node.decorators, "broadcast") or node.name_span
+            self.error("E0102", f"`broadcast=True` on `{node.name}` needs "
+                       "`protocol=APIProtocol.WEBSOCKET`", span,
+                       help="broadcast is only possible over WebSocket: add "
+                       "`protocol=APIProtocol.WEBSOCKET`")
+
+    def check_members(self, node: n.Walker, scope: _Scope) -> None:
+        first_seen: dict[str, Span] = {}
+        for member in node.members:
+            if not member.name:
+                continue
+            span = member.name_span if isinstance(member, n.Function) else member.span
+            if member.name.startswith(RESERVED_PREFIX):
+                self.error("E0205", f"names starting with `{RESERVED_PREFIX}` are reserved for "
+                           "jacc's generated code", span)
+            if member.name in first_seen:
+                kind = "field" if isinstance(member, n.HasField) else "member"
+                self.error("E0202", f"{kind} `{member.name}` is declared more than once in "
+                           f"`{node.name}`", span,
+                           help=f"the first declaration is on line {first_seen[member.name].line}")
+            else:
+                first_seen[member.name] = span
+            if isinstance(member, n.HasField) and member.type is None:
+                self.error("E0203", f"field `{member.name}` has no type", member.span,
+                           help=f"write `has {member.name}: TYPE`, for example "
+                           f"`has {member.name}: str`")
+
+    def check_trigger(self, node: n.Ability) -> None:
+        if node.legacy_root:
+            self.diagnostics.append(Diagnostic(
+                "W0001", "`` `root `` is the old spelling of `Root`", node.trigger_span,
+                help=f"write `with Root {node.event}`"))
+        elif node.trigger not in (None, "Root"):
+            self.error("E0902", f"abilities triggered by `{node.trigger}` are not supported by "
+                       "jacc", node.trigger_span,
+                       help=f"jacc walkers run at the root: write `with Root {node.event}` "
+                       f"or `with {node.event}`")
+
+    # ------------------------------------------------------------ statements
+
+    def visit_ExprStmt(self, node: n.ExprStmt, scope: _Scope) -> None:
+        self.visit(node.value, scope)
+
+    def visit_Assign(self, node: n.Assign, scope: _Scope) -> None:
+        for target in node.targets:
+            self.check_target(target, scope)
+        self.visit(node.value, scope)
+
+    def visit_AnnAssign(self, node: n.AnnAssign, scope: _Scope) -> None:
+        self.visit(node.annotation, scope)
+        if node.value is not None:
+            self.visit(node.value, scope)
+
+    def visit_AugAssign(self, node: n.AugAssign, scope: _Scope) -> None:
+        if isinstance(node.target, (n.TupleExpr, n.ListExpr, n.Starred)):
+            self.error("E0505", "augmented assignment needs a single target", node.target.span)
+        else:
+            self.check_target(node.target, scope)
+        self.visit(node.value, scope)
+
+    def visit_Report(self, node: n.Report, scope: _Scope) -> None:
+        if scope.walker is None:
+            self.error("E0501", "`report` can only be used in a walker's ability or method",
+                       node.span)
+        self.visit(node.value, scope)
+
+    def visit_Disengage(self, node: n.Disengage, scope: _Scope) -> None:
+        if scope.walker is None:
+            self.error("E0502", "`disengage` can only be used in a walker's ability or method",
+                       node.span)
+
+    def visit_Return(self, node: n.Return, scope: _Scope) -> None:
+        self.visit_all((node.value,), scope)
+
+    def visit_Break(self, node: n.Break, scope: _Scope) -> None:
+        if not scope.loop_depth:
+            self.error("E0503", "`break` outside a loop", node.span)
+
+    def visit_Continue(self, node: n.Continue, scope: _Scope) -> None:
+        if not scope.loop_depth:
+            self.error("E0503", "`continue` outside a loop", node.span)
+
+    def visit_Raise(self, node: n.Raise, scope: _Scope) -> None:
+        self.visit_all((node.exc, node.cause), scope)
+
+    def visit_Assert(self, node: n.Assert, scope: _Scope) -> None:
+        self.visit_all((node.test, node.msg), scope)
+
+    def visit_Global(self, node: n.Global, scope: _Scope) -> None:
+        for name in node.names:
+            if name not in self.module_names:
+                self.error("E0402", f"`global {name}` names no glob of this module", node.span,
+                           help=_did_you_mean(name, self.module_names))
+
+    def visit_Nonlocal(self, node: n.Nonlocal, scope: _Scope) -> None:
+        self.error("E0003", "`nonlocal` has no enclosing function to refer to here", node.span)
+
+    def visit_Delete(self, node: n.Delete, scope: _Scope) -> None:
+        for target in node.targets:
+            self.check_target(target, scope)
+
+    def visit_If(self, node: n.If, scope: _Scope) -> None:
+        self.visit(node.test, scope)
+        self.visit_all(node.body, scope)
+        self.visit_all(node.orelse, scope)
+
+    def visit_While(self, node: n.While, scope: _Scope) -> None:
+        self.visit(node.test, scope)
+        self.in_loop(node.body, scope)
+        self.visit_all(node.orelse, scope)
+
+    def visit_For(self, node: n.For, scope: _Scope) -> None:
+        self.check_target(node.target, scope)
+        self.visit(node.iter, scope)
+        self.in_loop(node.body, scope)
+        self.visit_all(node.orelse, scope)
+
+    def in_loop(self, body: tuple[n.Stmt, ...], scope: _Scope) -> None:
+        scope.loop_depth += 1
+        try:
+            self.visit_all(body, scope)
+        finally:
+            scope.loop_depth -= 1
+
+    def visit_Try(self, node: n.Try, scope: _Scope) -> None:
+        self.visit_all(node.body, scope)
+        for handler in node.handlers:
+            self.visit(handler.type, scope)
+            self.visit_all(handler.body, scope)
+        self.visit_all(node.orelse, scope)
+        self.visit_all(node.finalbody, scope)
+
+    def check_target(self, target: n.Expr, scope: _Scope) -> None:
+        if isinstance(target, n.Name):
+            return
+        if isinstance(target, (n.TupleExpr, n.ListExpr)):
+            starred = [e for e in target.elts if isinstance(e, n.Starred)]
+            if len(starred) > 1:
+                self.error("E0505", "only one starred target is allowed", starred[1].span)
+            for element in target.elts:
+                self.check_target(element, scope)
+        elif isinstance(target, n.Starred):
+            self.check_target(target.value, scope)
+        elif isinstance(target, (n.Attribute, n.Subscript)):
+            self.visit(target, scope)
+        else:
+            self.error("E0505", f"cannot assign to {_describe(target)}", target.span)
+
+    # ------------------------------------------------------------ expressions
+
+    def visit_Name(self, node: n.Name, scope: _Scope) -> None:
+        if not scope.knows(node.id):
+            self.error("E0402", f"`{node.id}` is not defined", node.span,
+                       help=_did_you_mean(node.id, scope.all_names() - PYTHON_BUILTINS
+                                          | {"True", "False", "None"})
+                       or _did_you_mean(node.id, scope.all_names()))
+
+    def visit_SelfRef(self, node: n.SelfRef, scope: _Scope) -> None:
+        if scope.walker is None or not scope.in_function:
+            self.error("E0403", "`self` can only be used in a walker's ability or method",
+                       node.span)
+
+    def visit_Constant(self, node: n.Constant, scope: _Scope) -> None:
+        pass
+
+    def visit_BadString(self, node: n.BadString, scope: _Scope) -> None:
+        self.error("E0002", node.message, node.span)
+
+    def visit_FString(self, node: n.FString, scope: _Scope) -> None:
+        for part in node.parts:
+            if isinstance(part, n.FormattedValue):
+                self.visit(part.value, scope)
+                if part.format_spec is not None:
+                    self.visit(part.format_spec, scope)
+
+    def visit_Attribute(self, node: n.Attribute, scope: _Scope) -> None:
+        self.visit(node.value, scope)
+        if isinstance(node.value, n.SelfRef) and scope.walker is not None \
+                and scope.members is not None and node.attr not in scope.members:
+            self.error("E0401", f"`{scope.walker.name}` has no field or method `{node.attr}`",
+                       node.attr_span, help=_did_you_mean(node.attr, scope.members))
+
+    def visit_Subscript(self, node: n.Subscript, scope: _Scope) -> None:
+        self.visit_all((node.value, node.index), scope)
+
+    def visit_Slice(self, node: n.Slice, scope: _Scope) -> None:
+        self.visit_all((node.lower, node.upper, node.step), scope)
+
+    def visit_Starred(self, node: n.Starred, scope: _Scope) -> None:
+        self.visit(node.value, scope)
+
+    def visit_Call(self, node: n.Call, scope: _Scope) -> None:
+        if isinstance(node.func, n.Name) and node.func.id == RESTSPEC:
+            self.error("E0107", "`restspec` can only be used as a walker's decorator", node.span)
+        self.visit(node.func, scope)
+        self.visit_all(node.args, scope)
+        seen: set[str] = set()
+        for keyword in node.keywords:
+            if keyword.name is not None:
+                if keyword.name in seen:
+                    self.error("E0003", f"keyword argument `{keyword.name}` is repeated",
+                               keyword.span)
+                seen.add(keyword.name)
+            self.visit(keyword.value, scope)
+
+    def visit_BinOp(self, node: n.BinOp, scope: _Scope) -> None:
+        self.visit_all((node.left, node.right), scope)
+
+    def visit_UnaryOp(self, node: n.UnaryOp, scope: _Scope) -> None:
+        self.visit(node.operand, scope)
+
+    def visit_BoolOp(self, node: n.BoolOp, scope: _Scope) -> None:
+        self.visit_all(node.values, scope)
+
+    def visit_Compare(self, node: n.Compare, scope: _Scope) -> None:
+        self.visit(node.left, scope)
+        self.visit_all(node.comparators, scope)
+
+    def visit_IfExp(self, node: n.IfExp, scope: _Scope) -> None:
+        self.visit_all((node.test, node.body, node.orelse), scope)
+
+    def visit_Await(self, node: n.Await, scope: _Scope) -> None:
+        if not scope.is_async:
+            where = "an async ability or function" if scope.in_function else "a function"
+            self.error("E0301", f"`await` can only be used inside {where}", node.span,
+                       help="declare the ability or function `async`" if scope.in_function
+                       else None)
+        self.visit(node.value, scope)
+
+    def visit_TupleExpr(self, node: n.TupleExpr, scope: _Scope) -> None:
+        self.visit_all(node.elts, scope)
+
+    visit_ListExpr = visit_TupleExpr
+    visit_SetExpr = visit_TupleExpr
+
+    def visit_DictExpr(self, node: n.DictExpr, scope: _Scope) -> None:
+        self.visit_all(node.keys, scope)
+        self.visit_all(node.values, scope)
+
+    def visit_Comprehension(self, node: n.Comprehension, scope: _Scope) -> None:
+        # The first iterable is evaluated outside the comprehension's own scope.
+        self.visit(node.generators[0].iter, scope)
+        names: set[str] = set()
+        scope.comprehension_names.append(names)
+        try:
+            for index, generator in enumerate(node.generators):
+                if index:
+                    self.visit(generator.iter, scope)
+                names |= _target_names(generator.target)
+                self.check_target(generator.target, scope)
+                self.visit_all(generator.ifs, scope)
+            self.visit_all((node.elt, node.value), scope)
+        finally:
+            scope.comprehension_names.pop()
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _keyword_span(decorators: tuple[n.Decorator, ...], name: str) -> Span | None:
+    for decorator in decorators:
+        if is_restspec(decorator) and isinstance(decorator.expr, n.Call):
+            for keyword in decorator.expr.keywords:
+                if keyword.name == name:
+                    return keyword.span
+    return None
+
+
+def _target_names(target: n.Expr) -> set[str]:
+    if isinstance(target, n.Name):
+        return {target.id}
+    if isinstance(target, (n.TupleExpr, n.ListExpr)):
+        return set().union(*(_target_names(e) for e in target.elts)) if target.elts else set()
+    if isinstance(target, n.Starred):
+        return _target_names(target.value)
+    return set()
+
+
+def _bound_names(body: tuple[n.Stmt, ...]) -> set[str]:
+    """Names a function body binds anywhere (Python's rule: assigned means local)."""
+    names: set[str] = set()
+    for statement in body:
+        if isinstance(statement, n.Assign):
+            for target in statement.targets:
+                names |= _target_names(target)
+        elif isinstance(statement, (n.AnnAssign, n.AugAssign)):
+            names |= _target_names(statement.target)
+        elif isinstance(statement, n.For):
+            names |= _target_names(statement.target)
+            names |= _bound_names(statement.body) | _bound_names(statement.orelse)
+        elif isinstance(statement, (n.If, n.While)):
+            names |= _bound_names(statement.body) | _bound_names(statement.orelse)
+        elif isinstance(statement, n.Try):
+            names |= _bound_names(statement.body) | _bound_names(statement.orelse)
+            names |= _bound_names(statement.finalbody)
+            for handler in statement.handlers:
+                names |= {handler.name} if handler.name else set()
+                names |= _bound_names(handler.body)
+        elif isinstance(statement, n.Global):
+            names |= set(statement.names)
+    return names
+
+
+def _describe(expr: n.Expr) -> str:
+    if isinstance(expr, n.Constant):
+        return "a literal"
+    if isinstance(expr, n.Call):
+        return "a function call"
+    if isinstance(expr, n.SelfRef):
+        return "`self`"
+    return "this expression"

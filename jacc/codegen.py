@@ -1,0 +1,464 @@
+"""Nodes → located Python `ast`, and the source text of a built module.
+
+Every Python node carries the position of the Jac node it came from, so
+`compile(tree, "app.jac", "exec")` gives tracebacks that name the Jac file and
+line. `ast.unparse` loses positions, so a built module carries a line table
+instead (see `jacc_runtime.lines`).
+
+Strings reach the output only as `ast.Constant` values: no text of the source
+is ever pasted into generated code, so a literal cannot change the program.
+"""
+
+from __future__ import annotations
+
+import ast
+from typing import Any
+
+from . import __version__
+from . import nodes as n
+from .restspec import RESTSPEC, is_restspec, read_restspec
+from .source import Span
+
+RUNTIME = "_jacc"  # the generated module's one import: `import jacc_runtime as _jacc`
+BUILTIN_NAMES = {"Root": "Root", "APIProtocol": "APIProtocol"}  # Jac names the runtime provides
+JAC_BUILTIN_MODULES = ("jaclang",)  # imports of Jac's own names need no Python import
+
+_BINOPS = {
+    "+": ast.Add, "-": ast.Sub, "*": ast.Mult, "/": ast.Div, "//": ast.FloorDiv, "%": ast.Mod,
+    "@": ast.MatMult, "**": ast.Pow, "<<": ast.LShift, ">>": ast.RShift, "|": ast.BitOr,
+    "^": ast.BitXor, "&": ast.BitAnd,
+}
+_UNARY = {"not": ast.Not, "-": ast.USub, "+": ast.UAdd, "~": ast.Invert}
+_COMPARE = {
+    "<": ast.Lt, ">": ast.Gt, "==": ast.Eq, ">=": ast.GtE, "<=": ast.LtE, "!=": ast.NotEq,
+    "in": ast.In, "not in": ast.NotIn, "is": ast.Is, "is not": ast.IsNot,
+}
+
+
+def _locate(node: ast.AST, span: Span) -> Any:
+    node.lineno = span.line
+    node.col_offset = span.column - 1
+    node.end_lineno = span.end_line
+    node.end_col_offset = span.end_column
+    return node
+
+
+def _fill(node: ast.AST, span: Span) -> None:
+    """Give every node below `node` that has no position the position of its parent."""
+    parents = [(node, span)]
+    while parents:
+        parent, parent_span = parents.pop()
+        for child in ast.iter_child_nodes(parent):
+            child_span = parent_span
+            if "lineno" in child._attributes:
+                if getattr(child, "lineno", None) is None:
+                    _locate(child, parent_span)
+                else:
+                    child_span = Span(child.lineno, child.col_offset + 1, child.end_lineno,
+                                      child.end_col_offset)
+            parents.append((child, child_span))
+
+
+def _runtime(attr: str, span: Span) -> ast.Attribute:
+    return _locate(ast.Attribute(_locate(ast.Name(RUNTIME, ast.Load()), span), attr, ast.Load()),
+                   span)
+
+
+class CodeGen:
+    """Translates one `Module`. Call `module()`."""
+
+    def __init__(self, module: n.Module) -> None:
+        self.tree = module
+        self.walker: n.Walker | None = None
+
+    # ------------------------------------------------------------ module
+
+    def module(self) -> ast.Module:
+        span = self.tree.span
+        body: list[ast.stmt] = []
+        if self.tree.docstring is not None:
+            body.append(_locate(ast.Expr(_locate(ast.Constant(self.tree.docstring), span)), span))
+        runtime = ast.Import([ast.alias("jacc_runtime", RUNTIME)])
+        body.append(_locate(runtime, Span(span.line, 1, span.line, 1)))
+        for element in self.tree.body:
+            body.extend(self.element(element))
+        for statement in body:
+            _fill(statement, Span(statement.lineno, statement.col_offset + 1,
+                                  statement.end_lineno, statement.end_col_offset))
+        return ast.Module(body, [])
+
+    def element(self, element: n.Element) -> list[ast.stmt]:
+        method = getattr(self, "element_" + type(element).__name__, None)
+        if method is None:
+            raise TypeError(f"codegen: no rule for {type(element).__name__}")
+        return method(element)
+
+    def element_ImportFrom(self, node: n.ImportFrom) -> list[ast.stmt]:
+        names = [
+            _locate(ast.alias(i.name, i.alias), i.span) for i in node.names
+            if not (node.module.split(".")[0] in JAC_BUILTIN_MODULES
+                    and i.name in (*BUILTIN_NAMES, RESTSPEC))
+        ]
+        if not names:
+            return []
+        return [_locate(ast.ImportFrom(node.module, names, 0), node.span)]
+
+    def element_ImportModule(self, node: n.ImportModule) -> list[ast.stmt]:
+        return [_locate(ast.Import([_locate(ast.alias(node.module, node.alias), node.span)]),
+                        node.span)]
+
+    def element_Glob(self, node: n.Glob) -> list[ast.stmt]:
+        return [self._assign_name(item.name, self.expr(item.value), item.span)
+                for item in node.items]
+
+    def element_Function(self, node: n.Function, method: bool = False) -> list[ast.stmt]:
+        args = self.arguments(node.params, with_self=method)
+        kind = ast.AsyncFunctionDef if node.is_async else ast.FunctionDef
+        returns = self.annotation(node.returns) if node.returns is not None else None
+        decorators = [self.expr(d.expr) for d in node.decorators]
+        function = kind(node.name, args, self.body(node.body, node.span), decorators, returns,
+                        None)
+        return [_locate(function, node.span)]
+
+    def element_Walker(self, node: n.Walker) -> list[ast.stmt]:
+        self.walker = node
+        try:
+            return [self.walker_class(node)]
+        finally:
+            self.walker = None
+
+    # ------------------------------------------------------------ walkers
+
+    def walker_class(self, node: n.Walker) -> ast.ClassDef:
+        spec, _ = read_restspec(node.decorators)
+        decorators = [self.expr(d.expr) for d in node.decorators if not is_restspec(d)]
+        keywords = [
+            ast.keyword("protocol", ast.Constant(spec.protocol)),
+            ast.keyword("broadcast", ast.Constant(spec.broadcast)),
+            ast.keyword("public", ast.Constant(node.access == "pub")),
+        ]
+        if spec.method is not None:
+            keywords.append(ast.keyword("method", ast.Constant(spec.method)))
+        if spec.path is not None:
+            keywords.append(ast.keyword("path", ast.Constant(spec.path)))
+        bases = [self.expr(b) for b in node.bases] + [_runtime("Walker", node.name_span)]
+        body: list[ast.stmt] = []
+        if node.docstring is not None:
+            body.append(_locate(ast.Expr(ast.Constant(node.docstring)), node.span))
+        entries = exits = 0
+        for member in node.members:
+            if isinstance(member, n.HasField):
+                body.append(self.field(member))
+            elif isinstance(member, n.Ability):
+                entries += member.event == "entry"
+                exits += member.event == "exit"
+                index = entries if member.event == "entry" else exits
+                body.append(self.ability(member, index))
+            else:
+                body.extend(self.element_Function(member, method=True))
+        if not body:
+            body.append(_locate(ast.Pass(), node.span))
+        for keyword in keywords:
+            _locate(keyword, node.span)
+            _locate(keyword.value, node.span)
+        return _locate(ast.ClassDef(node.name, bases, keywords, body, decorators), node.span)
+
+    def field(self, node: n.HasField) -> ast.stmt:
+        if node.static:
+            value = self.expr(node.default) if node.default else ast.Constant(None)
+            return self._assign_name(node.name, value, node.span)
+        args: list[ast.expr] = [_locate(ast.Constant(ast.unparse(self.expr(node.type))), node.span)]
+        if node.default is not None:
+            # A lambda, so that a default like `[]` is made anew for every instance.
+            no_args = ast.arguments([], [], None, [], [], None, [])
+            args.append(_locate(ast.Lambda(no_args, self.expr(node.default)), node.default.span))
+        call = _locate(ast.Call(_runtime("field", node.span), args, []), node.span)
+        return self._assign_name(node.name, call, node.span)
+
+    def ability(self, node: n.Ability, index: int) -> ast.stmt:
+        name = node.name or f"_jacc_{node.event}_{index}"
+        args = self.arguments((), with_self=True)
+        kind = ast.AsyncFunctionDef if node.is_async else ast.FunctionDef
+        decorator = _runtime(node.event, node.span)
+        function = kind(name, args, self.body(node.body, node.span), [decorator], None, None)
+        return _locate(function, node.span)
+
+    # ------------------------------------------------------------ shared parts
+
+    def arguments(self, params: tuple[n.Param, ...], with_self: bool) -> ast.arguments:
+        positional: list[ast.arg] = []
+        defaults: list[ast.expr] = []
+        kwonly: list[ast.arg] = []
+        kw_defaults: list[ast.expr | None] = []
+        vararg = kwarg = None
+        if with_self:
+            positional.append(ast.arg("self"))
+        seen_star = False
+        for param in params:
+            annotation = self.annotation(param.annotation) if param.annotation else None
+            arg = _locate(ast.arg(param.name, annotation), param.span)
+            if param.kind == "star":
+                vararg, seen_star = arg, True
+            elif param.kind == "bare_star":
+                seen_star = True
+            elif param.kind == "double_star":
+                kwarg = arg
+            elif seen_star:
+                kwonly.append(arg)
+                kw_defaults.append(self.expr(param.default) if param.default else None)
+            else:
+                positional.append(arg)
+                if param.default is not None:
+                    defaults.append(self.expr(param.default))
+        return ast.arguments([], positional, vararg, kwonly, kw_defaults, kwarg, defaults)
+
+    def annotation(self, expr: n.Expr) -> ast.expr:
+        # Annotations stay strings: they document, and are never evaluated at import.
+        return _locate(ast.Constant(ast.unparse(self.expr(expr))), expr.span)
+
+    def body(self, statements: tuple[n.Stmt, ...], span: Span) -> list[ast.stmt]:
+        body = [s for statement in statements for s in self.statement(statement)]
+        return body or [_locate(ast.Pass(), span)]
+
+    def _assign_name(self, name: str, value: ast.expr, span: Span) -> ast.stmt:
+        target = _locate(ast.Name(name, ast.Store()), span)
+        return _locate(ast.Assign([target], value), span)
+
+    # ------------------------------------------------------------ statements
+
+    def statement(self, node: n.Stmt) -> list[ast.stmt]:
+        method = getattr(self, "stmt_" + type(node).__name__, None)
+        if method is None:
+            raise TypeError(f"codegen: no rule for {type(node).__name__}")
+        result = method(node)
+        return [_locate(s, node.span) if getattr(s, "lineno", None) is None else s
+                for s in (result if isinstance(result, list) else [result])]
+
+    def stmt_ExprStmt(self, node: n.ExprStmt) -> ast.stmt:
+        return _locate(ast.Expr(self.expr(node.value)), node.span)
+
+    def stmt_Assign(self, node: n.Assign) -> ast.stmt:
+        targets = [self.target(t) for t in node.targets]
+        return _locate(ast.Assign(targets, self.expr(node.value)), node.span)
+
+    def stmt_AnnAssign(self, node: n.AnnAssign) -> ast.stmt:
+        value = self.expr(node.value) if node.value is not None else None
+        statement = ast.AnnAssign(self.target(node.target), self.annotation(node.annotation),
+                                  value, 1)
+        return _locate(statement, node.span)
+
+    def stmt_AugAssign(self, node: n.AugAssign) -> ast.stmt:
+        statement = ast.AugAssign(self.target(node.target), _BINOPS[node.op](),
+                                  self.expr(node.value))
+        return _locate(statement, node.span)
+
+    def stmt_Report(self, node: n.Report) -> ast.stmt:
+        self_name = _locate(ast.Name("self", ast.Load()), node.span)
+        call = ast.Call(_runtime("report", node.span), [self_name, self.expr(node.value)], [])
+        return _locate(ast.Expr(_locate(call, node.span)), node.span)
+
+    def stmt_Return(self, node: n.Return) -> ast.stmt:
+        value = self.expr(node.value) if node.value is not None else None
+        return _locate(ast.Return(value), node.span)
+
+    def stmt_Disengage(self, node: n.Disengage) -> ast.stmt:
+        call = _locate(ast.Call(_runtime("Disengage", node.span), [], []), node.span)
+        return _locate(ast.Raise(call, None), node.span)
+
+    def stmt_Break(self, node: n.Break) -> ast.stmt:
+        return _locate(ast.Break(), node.span)
+
+    def stmt_Continue(self, node: n.Continue) -> ast.stmt:
+        return _locate(ast.Continue(), node.span)
+
+    def stmt_Raise(self, node: n.Raise) -> ast.stmt:
+        exc = self.expr(node.exc) if node.exc is not None else None
+        cause = self.expr(node.cause) if node.cause is not None else None
+        return _locate(ast.Raise(exc, cause), node.span)
+
+    def stmt_Assert(self, node: n.Assert) -> ast.stmt:
+        msg = self.expr(node.msg) if node.msg is not None else None
+        return _locate(ast.Assert(self.expr(node.test), msg), node.span)
+
+    def stmt_Global(self, node: n.Global) -> ast.stmt:
+        return _locate(ast.Global(list(node.names)), node.span)
+
+    def stmt_Nonlocal(self, node: n.Nonlocal) -> ast.stmt:
+        return _locate(ast.Nonlocal(list(node.names)), node.span)
+
+    def stmt_Delete(self, node: n.Delete) -> ast.stmt:
+        return _locate(ast.Delete([self.target(t, ast.Del()) for t in node.targets]), node.span)
+
+    def stmt_If(self, node: n.If) -> ast.stmt:
+        orelse = [s for st in node.orelse for s in self.statement(st)]
+        statement = ast.If(self.expr(node.test), self.body(node.body, node.span), orelse)
+        return _locate(statement, node.span)
+
+    def stmt_While(self, node: n.While) -> ast.stmt:
+        orelse = [s for st in node.orelse for s in self.statement(st)]
+        statement = ast.While(self.expr(node.test), self.body(node.body, node.span), orelse)
+        return _locate(statement, node.span)
+
+    def stmt_For(self, node: n.For) -> ast.stmt:
+        orelse = [s for st in node.orelse for s in self.statement(st)]
+        statement = ast.For(self.target(node.target), self.expr(node.iter),
+                            self.body(node.body, node.span), orelse, None)
+        return _locate(statement, node.span)
+
+    def stmt_Try(self, node: n.Try) -> ast.stmt:
+        handlers = [
+            _locate(ast.ExceptHandler(self.expr(h.type), h.name, self.body(h.body, h.span)),
+                    h.span)
+            for h in node.handlers
+        ]
+        orelse = [s for st in node.orelse for s in self.statement(st)]
+        final = [s for st in node.finalbody for s in self.statement(st)]
+        if not handlers and not final:
+            final = [_locate(ast.Pass(), node.span)]  # `try {}` alone: Python needs one
+        statement = ast.Try(self.body(node.body, node.span), handlers, orelse, final)
+        return _locate(statement, node.span)
+
+    # ------------------------------------------------------------ expressions
+
+    def target(self, node: n.Expr, ctx: ast.expr_context | None = None) -> ast.expr:
+        ctx = ctx or ast.Store()
+        if isinstance(node, n.Name):
+            return _locate(ast.Name(node.id, ctx), node.span)
+        if isinstance(node, (n.TupleExpr, n.ListExpr)):
+            kind = ast.Tuple if isinstance(node, n.TupleExpr) else ast.List
+            return _locate(kind([self.target(e, ctx) for e in node.elts], ctx), node.span)
+        if isinstance(node, n.Starred):
+            return _locate(ast.Starred(self.target(node.value, ctx), ctx), node.span)
+        if isinstance(node, n.Attribute):
+            return _locate(ast.Attribute(self.expr(node.value), node.attr, ctx), node.span)
+        if isinstance(node, n.Subscript):
+            return _locate(ast.Subscript(self.expr(node.value), self.expr(node.index), ctx),
+                           node.span)
+        raise TypeError(f"codegen: {type(node).__name__} is not an assignment target")
+
+    def expr(self, node: n.Expr) -> ast.expr:
+        method = getattr(self, "expr_" + type(node).__name__, None)
+        if method is None:
+            raise TypeError(f"codegen: no rule for {type(node).__name__}")
+        return _locate(method(node), node.span)
+
+    def expr_Name(self, node: n.Name) -> ast.expr:
+        if node.id in BUILTIN_NAMES:
+            return _runtime(BUILTIN_NAMES[node.id], node.span)
+        return ast.Name(node.id, ast.Load())
+
+    def expr_SelfRef(self, node: n.SelfRef) -> ast.expr:
+        return ast.Name("self", ast.Load())
+
+    def expr_Constant(self, node: n.Constant) -> ast.expr:
+        return ast.Constant(node.value)
+
+    def expr_FString(self, node: n.FString) -> ast.expr:
+        values: list[ast.expr] = []
+        for part in node.parts:
+            if isinstance(part, str):
+                values.append(_locate(ast.Constant(part), node.span))
+                continue
+            conversion = ord(part.conversion) if part.conversion else -1
+            spec = self.expr(part.format_spec) if part.format_spec is not None else None
+            values.append(_locate(ast.FormattedValue(self.expr(part.value), conversion, spec),
+                                  part.span))
+        return ast.JoinedStr(values)
+
+    def expr_Attribute(self, node: n.Attribute) -> ast.expr:
+        return ast.Attribute(self.expr(node.value), node.attr, ast.Load())
+
+    def expr_Subscript(self, node: n.Subscript) -> ast.expr:
+        return ast.Subscript(self.expr(node.value), self.expr(node.index), ast.Load())
+
+    def expr_Slice(self, node: n.Slice) -> ast.expr:
+        part = (lambda e: self.expr(e) if e is not None else None)
+        return ast.Slice(part(node.lower), part(node.upper), part(node.step))
+
+    def expr_Starred(self, node: n.Starred) -> ast.expr:
+        return ast.Starred(self.expr(node.value), ast.Load())
+
+    def expr_Call(self, node: n.Call) -> ast.expr:
+        keywords = [_locate(ast.keyword(k.name, self.expr(k.value)), k.span) for k in node.keywords]
+        return ast.Call(self.expr(node.func), [self.expr(a) for a in node.args], keywords)
+
+    def expr_BinOp(self, node: n.BinOp) -> ast.expr:
+        return ast.BinOp(self.expr(node.left), _BINOPS[node.op](), self.expr(node.right))
+
+    def expr_UnaryOp(self, node: n.UnaryOp) -> ast.expr:
+        return ast.UnaryOp(_UNARY[node.op](), self.expr(node.operand))
+
+    def expr_BoolOp(self, node: n.BoolOp) -> ast.expr:
+        op = ast.And() if node.op == "and" else ast.Or()
+        return ast.BoolOp(op, [self.expr(v) for v in node.values])
+
+    def expr_Compare(self, node: n.Compare) -> ast.expr:
+        return ast.Compare(self.expr(node.left), [_COMPARE[op]() for op in node.ops],
+                           [self.expr(c) for c in node.comparators])
+
+    def expr_IfExp(self, node: n.IfExp) -> ast.expr:
+        return ast.IfExp(self.expr(node.test), self.expr(node.body), self.expr(node.orelse))
+
+    def expr_Await(self, node: n.Await) -> ast.expr:
+        return ast.Await(self.expr(node.value))
+
+    def expr_TupleExpr(self, node: n.TupleExpr) -> ast.expr:
+        return ast.Tuple([self.expr(e) for e in node.elts], ast.Load())
+
+    def expr_ListExpr(self, node: n.ListExpr) -> ast.expr:
+        return ast.List([self.expr(e) for e in node.elts], ast.Load())
+
+    def expr_SetExpr(self, node: n.SetExpr) -> ast.expr:
+        return ast.Set([self.expr(e) for e in node.elts])
+
+    def expr_DictExpr(self, node: n.DictExpr) -> ast.expr:
+        keys = [self.expr(k) if k is not None else None for k in node.keys]
+        return ast.Dict(keys, [self.expr(v) for v in node.values])
+
+    def expr_Comprehension(self, node: n.Comprehension) -> ast.expr:
+        generators = [
+            _locate(ast.comprehension(self.target(g.target), self.expr(g.iter),
+                                      [self.expr(i) for i in g.ifs], 0), g.span)
+            for g in node.generators
+        ]
+        if node.kind == "dict":
+            return ast.DictComp(self.expr(node.elt), self.expr(node.value), generators)
+        kind = {"list": ast.ListComp, "set": ast.SetComp, "generator": ast.GeneratorExp}[node.kind]
+        return kind(self.expr(node.elt), generators)
+
+
+def generate(module: n.Module) -> ast.Module:
+    """The located Python AST of a checked module."""
+    return CodeGen(module).module()
+
+
+# ---------------------------------------------------------------- built modules
+
+
+def module_source(tree: ast.Module, source_name: str) -> str:
+    """The text `jacc build` writes: a header, the module, and its line table."""
+    body = ast.unparse(tree)
+    header = (
+        f"# Generated by jacc {__version__} from {source_name}. Do not edit: edit the .jac\n"
+        f"# source and run `jacc build` again.\n"
+    )
+    text = header + body + "\n"
+    table = _line_table(tree, text)
+    footer = (
+        "\n# Maps lines of this file to lines of the .jac source, for tracebacks.\n"
+        f"__jacc_source__ = {source_name!r}\n"
+        f"__jacc_lines__ = {{{', '.join(f'{k}: {v}' for k, v in sorted(table.items()))}}}\n"
+    )
+    return text + footer
+
+
+def _line_table(tree: ast.Module, text: str) -> dict[int, int]:
+    """Pair each statement of the unparsed text with the Jac line it came from."""
+    reparsed = ast.parse(text)
+    table: dict[int, int] = {}
+    for original, emitted in zip(ast.walk(tree), ast.walk(reparsed)):
+        if isinstance(original, (ast.stmt, ast.expr)) and getattr(original, "lineno", None):
+            table.setdefault(emitted.lineno, original.lineno)
+            if isinstance(original, ast.stmt):
+                table[emitted.lineno] = original.lineno
+    return table

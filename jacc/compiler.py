@@ -1,0 +1,115 @@
+"""The only place the stages meet: parse → check → generate → compile.
+
+    compile_source(text, name)  → Compiled (located Python AST, warnings)
+    load_module(path)           → an executed module, compiled in memory
+    build_file(path, out)       → writes the `.py` that `jacc build` promises
+    check_file(path)            → warnings (errors raise `JacError`)
+"""
+
+from __future__ import annotations
+
+import ast
+import types
+from dataclasses import dataclass
+from pathlib import Path
+
+from .checker import check
+from .codegen import generate, module_source
+from .diagnostics import Diagnostic, InputError, JacError
+from .parser import parse_module
+from .source import Source, Span
+
+
+@dataclass(frozen=True)
+class Compiled:
+    source: Source
+    tree: ast.Module  # located: positions are the .jac file's
+    code: types.CodeType
+    warnings: list[Diagnostic]
+
+
+@dataclass(frozen=True)
+class Built:
+    path: Path
+    warnings: list[Diagnostic]
+
+
+def compile_source(text: str, name: str = "app.jac", filename: str | None = None) -> Compiled:
+    """Compile Jac source text; raise `JacError` with every diagnostic if it is wrong.
+
+    `name` is how diagnostics refer to the file; `filename` (default: `name`) is
+    what tracebacks of the compiled code show.
+    """
+    source = Source(name, text)
+    module = parse_module(source)
+    diagnostics = check(module)
+    if any(d.is_error for d in diagnostics):
+        raise JacError(source, diagnostics)
+    tree = generate(module)
+    try:
+        code = compile(tree, filename or name, "exec", dont_inherit=True)
+    except SyntaxError as error:
+        # The checker should have caught it; still the user's program, never a traceback.
+        raise JacError(source, diagnostics + [_python_syntax_error(error)]) from None
+    return Compiled(source, tree, code, [d for d in diagnostics if not d.is_error])
+
+
+def _python_syntax_error(error: SyntaxError) -> Diagnostic:
+    line = error.lineno or 1
+    column = error.offset or 1
+    return Diagnostic("E0003", f"invalid program: {error.msg}", Span(line, column, line, column))
+
+
+def read_source(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"no such file: {path}") from None
+    except OSError as error:
+        raise InputError(f"cannot read {path}: {error.strerror}") from None
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise InputError(f"{path}:{line}: the file is not valid UTF-8 "
+                         f"(byte {error.start})") from None
+
+
+def compile_file(path: Path) -> Compiled:
+    path = Path(path)
+    return compile_source(read_source(path), str(path), str(path.resolve()))
+
+
+def check_file(path: Path) -> list[Diagnostic]:
+    return compile_file(path).warnings
+
+
+def load_module(path: Path, name: str | None = None) -> types.ModuleType:
+    """Compile a `.jac` file in memory and execute it as a fresh module."""
+    path = Path(path)
+    compiled = compile_file(path)
+    module = types.ModuleType(name or path.stem)
+    module.__file__ = str(path.resolve())
+    exec(compiled.code, module.__dict__)
+    return module
+
+
+def build_file(path: Path, output: Path | None = None) -> Built:
+    """Write the Python module for `path` (default: `app.py` beside `app.jac`)."""
+    path = Path(path)
+    compiled = compile_file(path)
+    output = Path(output) if output is not None else path.with_suffix(".py")
+    relative = _relative_source(path, output)
+    text = module_source(compiled.tree, relative)
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise InputError(f"cannot write {output}: {error.strerror}") from None
+    return Built(output, compiled.warnings)
+
+
+def _relative_source(source: Path, output: Path) -> str:
+    """The source as seen from the output's folder, so tracebacks find it."""
+    import os
+
+    return os.path.relpath(source.resolve(), output.resolve().parent)

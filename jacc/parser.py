@@ -1,0 +1,152 @@
+"""The Lark parser, built once; Lark's errors become diagnostics.
+
+The grammar is parsed with LALR and the `Lower` transformer runs inside the
+parser, so parsing yields `nodes` directly (about three times faster than
+building a parse tree and transforming it afterwards).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from importlib import resources
+from typing import Any
+
+from lark import Lark, Token
+from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from . import nodes as n
+from .diagnostics import Diagnostic, JacError
+from .lower import Lower, _FStringError
+from .source import Source, Span
+
+_UNSUPPORTED_PREFIX = "UNSUPPORTED_"
+
+
+class _KeepUnsupported:
+    """A pass-through post-lexer. Lark drops terminals that no rule uses; naming
+    the unsupported keywords in `always_accept` keeps them in the lexer."""
+
+    def __init__(self, terminals: tuple[str, ...]) -> None:
+        self.always_accept = terminals
+
+    def process(self, stream):
+        return stream
+
+
+def _grammar_text() -> str:
+    return resources.files("jacc.grammar").joinpath("jac.lark").read_text(encoding="utf-8")
+
+
+@functools.cache
+def _lark() -> Lark:
+    grammar = _grammar_text()
+    unsupported = tuple(re.findall(rf"^({_UNSUPPORTED_PREFIX}\w+)\s*:", grammar, re.M))
+    return Lark(
+        grammar,
+        parser="lalr",
+        lexer="basic",
+        start=["start", "fstring_expr"],
+        transformer=Lower(_parse_fstring_expr),
+        postlex=_KeepUnsupported(unsupported),
+        maybe_placeholders=True,
+        cache=True,
+    )
+
+
+def _parse_fstring_expr(text: str) -> Any:
+    try:
+        return _lark().parse(text, start="fstring_expr")
+    except LarkError:
+        raise _FStringError("f-string: invalid expression") from None
+
+
+def parse_module(source: Source) -> n.Module:
+    """Parse a whole file into a `Module`; raise `JacError` on a syntax error."""
+    try:
+        return _lark().parse(source.text, start="start")
+    except UnexpectedInput as error:
+        raise JacError(source, _syntax_diagnostics(source, error)) from None
+
+
+# ---------------------------------------------------------------- diagnostics
+
+
+def _syntax_diagnostics(source: Source, error: UnexpectedInput) -> list[Diagnostic]:
+    diagnostics = _unsupported_tokens(source)
+    token = getattr(error, "token", None)
+    if isinstance(token, Token) and token.type.startswith(_UNSUPPORTED_PREFIX):
+        return diagnostics  # already named as unsupported
+    diagnostics.append(_syntax_diagnostic(source, error))
+    return diagnostics
+
+
+def _unsupported_tokens(source: Source) -> list[Diagnostic]:
+    """Every unsupported Jac construct in the file, not only the one parsing stopped at."""
+    found = []
+    try:
+        for token in _lark().lex(source.text):
+            if token.type.startswith(_UNSUPPORTED_PREFIX):
+                found.append(unsupported(token, Span.of_token(token)))
+    except LarkError:
+        pass  # a bad character: the syntax diagnostic says where
+    return found
+
+
+def unsupported(what: str, span: Span) -> Diagnostic:
+    return Diagnostic("E0901", f"`{what}` is not supported by jacc", span,
+                      help="jacc compiles walkers only; see the supported subset in the docs")
+
+
+def _syntax_diagnostic(source: Source, error: UnexpectedInput) -> Diagnostic:
+    if isinstance(error, UnexpectedCharacters):
+        char = source.text[error.pos_in_stream] if error.pos_in_stream < len(source.text) else ""
+        span = Span(error.line, error.column, error.line, error.column)
+        if char in "\"'":
+            return Diagnostic("E0002", "unterminated string literal", span)
+        return Diagnostic("E0001", f"unexpected character `{char}`", span)
+    if isinstance(error, UnexpectedToken) and error.token.type != "$END":
+        expected = _describe_expected(error.expected)
+        span = Span.of_token(error.token)
+        found = str(error.token).splitlines()[0] if str(error.token) else error.token.type
+        return Diagnostic("E0001", f"expected {expected}, found `{found}`", span,
+                          help=_help_for(error.expected))
+    expected = _describe_expected(getattr(error, "expected", set()) or set())
+    line_count = source.text.count("\n") + 1
+    last = source.line(line_count)
+    span = Span(line_count, len(last) + 1, line_count, len(last) + 1)
+    return Diagnostic("E0001", f"unexpected end of file, expected {expected}", span)
+
+
+def _terminal_text(name: str) -> str:
+    try:
+        pattern = _lark().get_terminal(name).pattern
+    except KeyError:
+        return name.lower()
+    if pattern.type == "str":
+        return f"`{pattern.value}`"
+    return {"NAME": "a name", "STRING": "a string", "LONG_STRING": "a string",
+            "NUMBER": "a number"}.get(name, name.lower())
+
+
+def _describe_expected(expected: set[str]) -> str:
+    names = {name for name in expected if not name.startswith(_UNSUPPORTED_PREFIX)}
+    if "SEMICOLON" in names:
+        return "`;`"
+    texts = sorted({_terminal_text(name) for name in names})
+    if not texts:
+        return "something else"
+    if len(texts) > 6:
+        return "one of " + ", ".join(texts[:6]) + ", ..."
+    return texts[0] if len(texts) == 1 else "one of " + ", ".join(texts)
+
+
+def _help_for(expected: set[str]) -> str | None:
+    if "SEMICOLON" in expected:
+        return "Jac statements end with `;`"
+    return None
+
+
+def parse_error_types() -> tuple[type, ...]:
+    """The Lark errors `parse_module` turns into diagnostics (for tests)."""
+    return (UnexpectedCharacters, UnexpectedEOF, UnexpectedToken)

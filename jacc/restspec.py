@@ -1,0 +1,129 @@
+"""`@restspec(...)`: how a walker is served, read off its decorator.
+
+Shared by the checker (which reports every bad argument) and codegen (which
+turns a valid one into class keywords).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from difflib import get_close_matches
+
+from . import nodes as n
+from .diagnostics import Diagnostic
+
+RESTSPEC = "restspec"
+PROTOCOLS = {"HTTP": "http", "WEBSOCKET": "websocket"}
+PROTOCOL_STRINGS = {"http": "http", "websocket": "websocket", "ws": "websocket"}
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+KEYWORDS = ("protocol", "broadcast", "method", "path")
+
+
+@dataclass(frozen=True)
+class RestSpec:
+    protocol: str = "http"
+    broadcast: bool = False
+    method: str | None = None
+    path: str | None = None
+    protocol_given: bool = False
+
+
+def is_restspec(decorator: n.Decorator) -> bool:
+    expr = decorator.expr.func if isinstance(decorator.expr, n.Call) else decorator.expr
+    return isinstance(expr, n.Name) and expr.id == RESTSPEC
+
+
+def read_restspec(decorators: tuple[n.Decorator, ...]) -> tuple[RestSpec, list[Diagnostic]]:
+    """The spec of a walker's decorators, and what is wrong with them."""
+    spec = RestSpec()
+    problems: list[Diagnostic] = []
+    for decorator in decorators:
+        if not is_restspec(decorator):
+            continue
+        call = decorator.expr
+        if not isinstance(call, n.Call):
+            continue  # a bare `@restspec` keeps every default
+        for arg in call.args:
+            problems.append(Diagnostic("E0103", "`@restspec` takes keyword arguments only",
+                                       arg.span, help="write `protocol=...`, `broadcast=...`"))
+        seen: set[str] = set()
+        for keyword in call.keywords:
+            if keyword.name is None or keyword.name not in KEYWORDS:
+                problems.append(_unknown_keyword(keyword))
+                continue
+            if keyword.name in seen:
+                problems.append(Diagnostic("E0103", f"`{keyword.name}` is given twice",
+                                           keyword.span))
+            seen.add(keyword.name)
+            spec, problem = _apply(spec, keyword)
+            if problem:
+                problems.append(problem)
+    return spec, problems
+
+
+def _unknown_keyword(keyword: n.Keyword) -> Diagnostic:
+    name = keyword.name or "**"
+    close = get_close_matches(name, KEYWORDS, n=1)
+    help_ = f"did you mean `{close[0]}`?" if close else "expected one of " + ", ".join(
+        f"`{k}`" for k in KEYWORDS)
+    return Diagnostic("E0103", f"unknown `@restspec` argument `{name}`", keyword.span, help=help_)
+
+
+def _apply(spec: RestSpec, keyword: n.Keyword) -> tuple[RestSpec, Diagnostic | None]:
+    value = keyword.value
+    if keyword.name == "protocol":
+        return _protocol(spec, value)
+    if keyword.name == "broadcast":
+        if isinstance(value, n.Constant) and isinstance(value.value, bool):
+            return _replace(spec, broadcast=value.value), None
+        return spec, Diagnostic("E0106", "`broadcast` must be `True` or `False`", value.span)
+    if keyword.name == "method":
+        text = _method_text(value)
+        if text is None or text.upper() not in METHODS:
+            shown = f"`{text}`" if text is not None else "this value"
+            return spec, Diagnostic("E0105", f"unknown HTTP method {shown}", value.span,
+                                    help="expected one of " + ", ".join(METHODS))
+        return _replace(spec, method=text.upper()), None
+    if isinstance(value, n.Constant) and isinstance(value.value, str) and value.value.startswith("/"):
+        return _replace(spec, path=value.value), None
+    return spec, Diagnostic("E0109", "`path` must be a string starting with `/`", value.span)
+
+
+def _protocol(spec: RestSpec, value: n.Expr) -> tuple[RestSpec, Diagnostic | None]:
+    if isinstance(value, n.Attribute) and isinstance(value.value, n.Name) \
+            and value.value.id == "APIProtocol":
+        if value.attr == "WEBHOOK":
+            return spec, Diagnostic("E0108", "`APIProtocol.WEBHOOK` is not served by jacc",
+                                    value.span, help="use `APIProtocol.HTTP` or "
+                                    "`APIProtocol.WEBSOCKET`")
+        if value.attr in PROTOCOLS:
+            return _replace(spec, protocol=PROTOCOLS[value.attr], protocol_given=True), None
+        return spec, _unknown_protocol(f"APIProtocol.{value.attr}", value)
+    if isinstance(value, n.Constant) and isinstance(value.value, str):
+        if value.value.lower() in PROTOCOL_STRINGS:
+            protocol = PROTOCOL_STRINGS[value.value.lower()]
+            return _replace(spec, protocol=protocol, protocol_given=True), None
+        if value.value.lower() == "webhook":
+            return spec, Diagnostic("E0108", "the webhook protocol is not served by jacc",
+                                    value.span)
+        return spec, _unknown_protocol(value.value, value)
+    return spec, _unknown_protocol(None, value)
+
+
+def _unknown_protocol(text: str | None, value: n.Expr) -> Diagnostic:
+    shown = f"`{text}`" if text else "this value"
+    return Diagnostic("E0104", f"unknown protocol {shown}", value.span,
+                      help="expected `APIProtocol.HTTP`, `APIProtocol.WEBSOCKET`, "
+                      "\"http\", \"websocket\" or \"ws\"")
+
+
+def _method_text(value: n.Expr) -> str | None:
+    if isinstance(value, n.Constant) and isinstance(value.value, str):
+        return value.value
+    if isinstance(value, n.Attribute):
+        return value.attr
+    return None
+
+
+def _replace(spec: RestSpec, **changes) -> RestSpec:
+    return replace(spec, **changes)

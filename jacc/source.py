@@ -1,0 +1,39 @@
+"""Source text and spans: where a diagnostic points and what line it shows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Span:
+    """1-based line and column of the first and of the last character (end included)."""
+
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+
+    @classmethod
+    def of_token(cls, token) -> Span:
+        # Lark's end_column points one past the token; ours is the last character.
+        return cls(token.line, token.column, token.end_line, max(token.end_column - 1, token.column))
+
+    def to(self, other: Span) -> Span:
+        """The span from the start of self to the end of other."""
+        return Span(self.line, self.column, other.end_line, other.end_column)
+
+
+NOWHERE = Span(1, 1, 1, 1)
+
+
+@dataclass(frozen=True)
+class Source:
+    """A `.jac` file's name and text, with line lookup for diagnostics."""
+
+    name: str
+    text: str
+
+    def line(self, number: int) -> str:
+        lines = self.text.splitlines()
+        return lines[number - 1] if 0 < number <= len(lines) else ""
