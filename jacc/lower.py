@@ -88,6 +88,9 @@ class Lower(Transformer):
         span = _span(*items) if items else Span(1, 1, 1, 1)
         return n.Module(span, docstring, tuple(body))
 
+    def fstring_expr(self, items: list) -> Any:
+        return items[0]
+
     def docstring(self, items: list) -> _Part:
         value = items[0].value if isinstance(items[0], n.Constant) else None
         return _Part("doc", value if isinstance(value, str) else None, items[0].span)

@@ -108,6 +108,9 @@ def _syntax_diagnostic(source: Source, error: UnexpectedInput) -> Diagnostic:
     if isinstance(error, UnexpectedToken) and error.token.type != "$END":
         expected = _describe_expected(error.expected)
         span = Span.of_token(error.token)
+        if "NAME" in error.expected and _is_keyword(error.token):
+            return Diagnostic("E0001", f"`{error.token}` is a keyword and cannot be used as a name",
+                              span, help=f"rename it, for example `{error.token}_`")
         found = str(error.token).splitlines()[0] if str(error.token) else error.token.type
         return Diagnostic("E0001", f"expected {expected}, found `{found}`", span,
                           help=_help_for(error.expected))
@@ -118,7 +121,13 @@ def _syntax_diagnostic(source: Source, error: UnexpectedInput) -> Diagnostic:
     return Diagnostic("E0001", f"unexpected end of file, expected {expected}", span)
 
 
+def _is_keyword(token: Token) -> bool:
+    return str(token).isidentifier() and token.type != "NAME"
+
+
 def _terminal_text(name: str) -> str:
+    if name == "$END":
+        return "end of file"
     try:
         pattern = _lark().get_terminal(name).pattern
     except KeyError:

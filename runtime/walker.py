@@ -218,5 +218,7 @@ def run(walker: Walker) -> list:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(spawn(walker))
-    raise RuntimeError("run() was called inside an event loop: use `await spawn(walker)`")
+        pass  # no loop running: the normal case
+    else:
+        raise RuntimeError("run() was called inside an event loop: use `await spawn(walker)`")
+    return asyncio.run(spawn(walker))
