@@ -43,22 +43,6 @@ def _locate(node: ast.AST, span: Span) -> Any:
     return node
 
 
-def _fill(node: ast.AST, span: Span) -> None:
-    """Give every node below `node` that has no position the position of its parent."""
-    parents = [(node, span)]
-    while parents:
-        parent, parent_span = parents.pop()
-        for child in ast.iter_child_nodes(parent):
-            child_span = parent_span
-            if "lineno" in child._attributes:
-                if getattr(child, "lineno", None) is None:
-                    _locate(child, parent_span)
-                else:
-                    child_span = Span(child.lineno, child.col_offset + 1, child.end_lineno,
-                                      child.end_col_offset)
-            parents.append((child, child_span))
-
-
 def _runtime(attr: str, span: Span) -> ast.Attribute:
     return _locate(ast.Attribute(_locate(ast.Name(RUNTIME, ast.Load()), span), attr, ast.Load()),
                    span)
@@ -78,13 +62,11 @@ class CodeGen:
         body: list[ast.stmt] = []
         if self.tree.docstring is not None:
             body.append(_locate(ast.Expr(_locate(ast.Constant(self.tree.docstring), span)), span))
-        runtime = ast.Import([ast.alias("jacc_runtime", RUNTIME)])
-        body.append(_locate(runtime, Span(span.line, 1, span.line, 1)))
+        first_line = Span(span.line, 1, span.line, 1)
+        runtime = ast.Import([_locate(ast.alias("jacc_runtime", RUNTIME), first_line)])
+        body.append(_locate(runtime, first_line))
         for element in self.tree.body:
             body.extend(self.element(element))
-        for statement in body:
-            _fill(statement, Span(statement.lineno, statement.col_offset + 1,
-                                  statement.end_lineno, statement.end_col_offset))
         return ast.Module(body, [])
 
     def element(self, element: n.Element) -> list[ast.stmt]:
@@ -112,7 +94,7 @@ class CodeGen:
                 for item in node.items]
 
     def element_Function(self, node: n.Function, method: bool = False) -> list[ast.stmt]:
-        args = self.arguments(node.params, with_self=method)
+        args = self.arguments(node.params, with_self=node.name_span if method else None)
         kind = ast.AsyncFunctionDef if node.is_async else ast.FunctionDef
         returns = self.annotation(node.returns) if node.returns is not None else None
         decorators = [self.expr(d.expr) for d in node.decorators]
@@ -170,14 +152,14 @@ class CodeGen:
         args: list[ast.expr] = [_locate(ast.Constant(ast.unparse(self.expr(node.type))), node.span)]
         if node.default is not None:
             # A lambda, so that a default like `[]` is made anew for every instance.
-            no_args = ast.arguments([], [], None, [], [], None, [])
+            no_args = self.arguments((), with_self=None)
             args.append(_locate(ast.Lambda(no_args, self.expr(node.default)), node.default.span))
         call = _locate(ast.Call(_runtime("field", node.span), args, []), node.span)
         return self._assign_name(node.name, call, node.span)
 
     def ability(self, node: n.Ability, index: int) -> ast.stmt:
         name = node.name or f"_jacc_{node.event}_{index}"
-        args = self.arguments((), with_self=True)
+        args = self.arguments((), with_self=node.span)
         kind = ast.AsyncFunctionDef if node.is_async else ast.FunctionDef
         decorator = _runtime(node.event, node.span)
         function = kind(name, args, self.body(node.body, node.span), [decorator], None, None)
@@ -185,14 +167,14 @@ class CodeGen:
 
     # ------------------------------------------------------------ shared parts
 
-    def arguments(self, params: tuple[n.Param, ...], with_self: bool) -> ast.arguments:
+    def arguments(self, params: tuple[n.Param, ...], with_self: Span | None) -> ast.arguments:
         positional: list[ast.arg] = []
         defaults: list[ast.expr] = []
         kwonly: list[ast.arg] = []
         kw_defaults: list[ast.expr | None] = []
         vararg = kwarg = None
-        if with_self:
-            positional.append(ast.arg("self"))
+        if with_self is not None:
+            positional.append(_locate(ast.arg("self"), with_self))
         seen_star = False
         for param in params:
             annotation = self.annotation(param.annotation) if param.annotation else None
@@ -453,12 +435,19 @@ def module_source(tree: ast.Module, source_name: str) -> str:
 
 
 def _line_table(tree: ast.Module, text: str) -> dict[int, int]:
-    """Pair each statement of the unparsed text with the Jac line it came from."""
-    reparsed = ast.parse(text)
+    """Pair each statement of the unparsed text with the Jac line it came from.
+
+    Only statements are paired: `ast.unparse` writes each simple statement on one
+    line, and a traceback's line is always the start of one.
+    """
     table: dict[int, int] = {}
-    for original, emitted in zip(ast.walk(tree), ast.walk(reparsed)):
-        if isinstance(original, (ast.stmt, ast.expr)) and getattr(original, "lineno", None):
-            table.setdefault(emitted.lineno, original.lineno)
-            if isinstance(original, ast.stmt):
-                table[emitted.lineno] = original.lineno
+    pending = [(tree.body, ast.parse(text).body)]
+    while pending:
+        originals, emitted = pending.pop()
+        for original, copy in zip(originals, emitted):
+            table[copy.lineno] = original.lineno
+            for name in ("body", "orelse", "finalbody", "handlers"):
+                inner = getattr(original, name, None)
+                if inner:
+                    pending.append((inner, getattr(copy, name)))
     return table

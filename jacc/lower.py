@@ -306,28 +306,8 @@ class Lower(Transformer):
         body, test, orelse = items
         return n.IfExp(_span(*items), test, body, orelse)
 
-    def boolop(self, items: list) -> n.BoolOp:
-        left, op, right = items
-        op = str(op)
-        values = left.values if isinstance(left, n.BoolOp) and left.op == op else (left,)
-        return n.BoolOp(_span(*items), op, values + (right,))
-
-    def unary(self, items: list) -> n.UnaryOp:
-        return n.UnaryOp(_span(*items), str(items[0]), items[1])
-
-    def compare(self, items: list) -> n.Compare:
-        ops = tuple(items[1::2])
-        return n.Compare(_span(items[0], items[-1]), items[0], ops, tuple(items[2::2]))
-
-    def comp_op(self, items: list) -> str:
-        return " ".join(str(t) for t in items)
-
-    def binop(self, items: list) -> n.BinOp:
-        left, op, right = items
-        return n.BinOp(_span(*items), left, str(op), right)
-
-    def await_expr(self, items: list) -> n.Await:
-        return n.Await(_span(*items), items[1])
+    def op_chain(self, items: list) -> Any:
+        return _OperatorFold(items).fold()
 
     def call(self, items: list) -> n.Call:
         args = items[1].value if len(items) > 2 else []
@@ -371,8 +351,12 @@ class Lower(Transformer):
     def self_ref(self, items: list) -> n.SelfRef:
         return n.SelfRef(Span.of_token(items[0]))
 
-    def number(self, items: list) -> n.Constant:
-        return n.Constant(Span.of_token(items[0]), _literal(str(items[0])))
+    def number(self, items: list) -> n.Constant | n.BadString:
+        span = Span.of_token(items[0])
+        try:
+            return n.Constant(span, _literal(str(items[0])))
+        except (SyntaxError, ValueError):
+            return n.BadString(span, f"invalid number literal `{items[0]}`")
 
     def constant(self, items: list) -> n.Constant:
         value = {"None": None, "True": True, "False": False, "...": ...}[str(items[0])]
@@ -442,10 +426,97 @@ class Lower(Transformer):
         return _Part("if", items[0], items[0].span)
 
 
+# ---------------------------------------------------------------- operators
+
+# Python's binding powers. Prefix operators bind their operand up to the next
+# operator that binds less tightly: `not a == b` is `not (a == b)`, `-a ** b` is
+# `-(a ** b)`, `-a * b` is `(-a) * b`.
+_INFIX_POWER = {
+    "or": 1, "and": 2,
+    "<": 4, ">": 4, "==": 4, ">=": 4, "<=": 4, "!=": 4, "in": 4, "not in": 4, "is": 4,
+    "is not": 4,
+    "|": 5, "^": 6, "&": 7, "<<": 8, ">>": 8, "+": 9, "-": 9,
+    "*": 10, "/": 10, "//": 10, "%": 10, "@": 10, "**": 12,
+}
+_PREFIX_POWER = {"not": 3, "+": 11, "-": 11, "~": 11, "await": 13}
+_COMPARISON = 4
+
+
+class _OperatorFold:
+    """Folds the flat `op_chain` (operands, prefix and infix tokens) into a tree."""
+
+    def __init__(self, items: list) -> None:
+        self.items = items
+        self.position = 0
+
+    def fold(self) -> Any:
+        return self.expression(0)
+
+    def take(self) -> Any:
+        item = self.items[self.position]
+        self.position += 1
+        return item
+
+    def peek_infix(self) -> tuple[str, Token, int] | None:
+        if self.position >= len(self.items):
+            return None
+        first = self.items[self.position]
+        second = self.items[self.position + 1] if self.position + 1 < len(self.items) else None
+        if isinstance(second, Token) and (first, second) in (("not", "in"), ("is", "not")):
+            return f"{first} {second}", first, 2
+        return str(first), first, 1
+
+    def expression(self, min_power: int) -> Any:
+        left = self.operand()
+        while (infix := self.peek_infix()) is not None:
+            op, token, width = infix
+            power = _INFIX_POWER[op]
+            if power <= min_power:
+                break
+            self.position += width
+            if power == _COMPARISON:
+                left = self.comparison(left, op)
+            elif op == "**":  # right associative, and its right side may be negated
+                left = self.binary(left, op, self.expression(power - 2))
+            else:
+                left = self.binary(left, op, self.expression(power))
+        return left
+
+    def operand(self) -> Any:
+        item = self.take()
+        if not isinstance(item, Token):
+            return item
+        op = str(item)
+        operand = self.expression(_PREFIX_POWER[op])
+        span = Span.of_token(item).to(operand.span)
+        if op == "await":
+            return n.Await(span, operand)
+        return n.UnaryOp(span, op, operand)
+
+    def comparison(self, left: Any, op: str) -> n.Compare:
+        ops, comparators = [op], [self.expression(_COMPARISON)]
+        while (infix := self.peek_infix()) is not None and _INFIX_POWER[infix[0]] == _COMPARISON:
+            self.position += infix[2]
+            ops.append(infix[0])
+            comparators.append(self.expression(_COMPARISON))
+        return n.Compare(left.span.to(comparators[-1].span), left, tuple(ops), tuple(comparators))
+
+    def binary(self, left: Any, op: str, right: Any) -> Any:
+        span = left.span.to(right.span)
+        if op in ("and", "or"):
+            values = left.values if isinstance(left, n.BoolOp) and left.op == op else (left,)
+            return n.BoolOp(span, op, values + (right,))
+        return n.BinOp(span, left, op, right)
+
+
 # ---------------------------------------------------------------- literals
 
 
 def _literal(text: str) -> Any:
+    if text.isdigit() and text.isascii() and (text[0] != "0" or text == "0"):
+        return int(text)  # the common cases, without a trip through compile()
+    if text[0] in "\"'" and "\\" not in text and text[1:2] != text[0]:
+        return text[1:-1]
     # Jac's literal syntax is Python's; an invalid escape is only a warning there.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

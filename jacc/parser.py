@@ -17,6 +17,7 @@ from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, Unex
 
 from . import nodes as n
 from .diagnostics import Diagnostic, JacError
+from .lexer import JacLexer
 from .lower import Lower, _FStringError
 from .source import Source, Span
 
@@ -45,7 +46,7 @@ def _lark() -> Lark:
     return Lark(
         grammar,
         parser="lalr",
-        lexer="basic",
+        lexer=JacLexer,
         start=["start", "fstring_expr"],
         transformer=Lower(_parse_fstring_expr),
         postlex=_KeepUnsupported(unsupported),
@@ -85,7 +86,7 @@ def _unsupported_tokens(source: Source) -> list[Diagnostic]:
     """Every unsupported Jac construct in the file, not only the one parsing stopped at."""
     found = []
     try:
-        for token in _lark().lex(source.text):
+        for token in JacLexer(_lark().lexer_conf).tokens(source.text):
             if token.type.startswith(_UNSUPPORTED_PREFIX):
                 found.append(unsupported(token, Span.of_token(token)))
     except LarkError:
