@@ -1,0 +1,185 @@
+"""An exception raised inside an ability names `app.jac` and the line of the Jac
+statement that raised it (SPEC §4), for a module built by `jacc build` (line table
++ traceback rewrite) and for one compiled in memory (located `ast`)."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import traceback
+import types
+from pathlib import Path
+
+import pytest
+
+import jacc_runtime
+from jacc.compiler import build_file, load_module
+
+# The source starts with a blank line, so "line 1" is never right by accident;
+# the line numbers in the comments are the ones the tests expect.
+APP = '''
+import from jaclang.runtimelib.server { APIProtocol }
+
+def explode(x: int) -> int {
+    y = x + 1;
+    raise ValueError(f"helper {y}");                     # 6
+}
+
+walker : pub Direct {
+    has n: int = 0;
+    can go with entry {
+        report self.n;
+        raise RuntimeError("direct");                    # 13
+    }
+}
+
+walker : pub ViaHelper {
+    can go with entry {
+        report "before";
+        value = explode(3);                              # 20
+        report value;
+    }
+}
+
+@restspec(protocol=APIProtocol.WEBSOCKET)
+async walker : pub ViaMethod {
+    has items: list = [];
+
+    def check(self_count: int) -> None {
+        if self_count > 0 {
+            for item in self.items {
+                assert item != "bad", f"bad item {item}";    # 32
+            }
+        }
+    }
+
+    async can go with Root entry {
+        report len(self.items);
+        self.check(len(self.items));                     # 39
+    }
+}
+
+walker : pub Expression {
+    has d: dict = {};
+    can go with entry {
+        total = 0;
+        total = total + 1;
+        report {
+            "a": 1,
+            "b": self.d["missing"]                       # 50
+        };
+    }
+    can later with exit {
+        report "never";
+    }
+}
+'''
+
+
+def _source_line(number: int) -> str:
+    return APP.split("\n")[number - 1]
+
+
+def _built(tmp_path: Path) -> types.ModuleType:
+    (tmp_path / "app.jac").write_text(APP, encoding="utf-8")
+    out = tmp_path / "build" / "app.py"
+    out.parent.mkdir()
+    build_file(tmp_path / "app.jac", out)
+    spec = importlib.util.spec_from_file_location("jacc_test_lines_built", out)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _in_memory(tmp_path: Path) -> types.ModuleType:
+    (tmp_path / "app.jac").write_text(APP, encoding="utf-8")
+    return load_module(tmp_path / "app.jac")
+
+
+@pytest.fixture(params=["built", "in_memory"])
+def app(request: pytest.FixtureRequest, tmp_path: Path) -> types.ModuleType:
+    return _built(tmp_path) if request.param == "built" else _in_memory(tmp_path)
+
+
+def _traceback_of(walker: jacc_runtime.Walker, error: type[BaseException]) -> str:
+    with pytest.raises(error) as info:
+        jacc_runtime.run(walker)
+    return "".join(traceback.format_exception(info.value))
+
+
+def _frames(text: str) -> list[tuple[str, int, str]]:
+    return [(file, int(line), name)
+            for file, line, name in re.findall(r'File "(.*)", line (\d+), in (\S+)', text)]
+
+
+def _jac_frames(text: str) -> list[tuple[int, str]]:
+    return [(line, name) for file, line, name in _frames(text) if file.endswith("app.jac")]
+
+
+def test_the_sanity_of_the_expected_lines() -> None:
+    assert APP.startswith("\n")
+    assert "RuntimeError" in _source_line(13)
+    assert "explode(3)" in _source_line(20)
+    assert "ValueError" in _source_line(6)
+    assert "assert item" in _source_line(32)
+    assert "self.check" in _source_line(39)
+    assert '"b"' in _source_line(50)
+
+
+def test_raise_in_an_ability(app: types.ModuleType) -> None:
+    text = _traceback_of(app.Direct(n=1), RuntimeError)
+    assert re.search(r'File ".*app\.jac", line 13, in go\b', text), text
+    assert 'raise RuntimeError("direct")' in text  # the Jac line itself is shown
+    assert _jac_frames(text) == [(13, "go")]
+
+
+def test_raise_in_a_helper_def(app: types.ModuleType) -> None:
+    text = _traceback_of(app.ViaHelper(), ValueError)
+    assert re.search(r'File ".*app\.jac", line 20, in go\b', text), text
+    assert re.search(r'File ".*app\.jac", line 6, in explode\b', text), text
+    assert _jac_frames(text) == [(20, "go"), (6, "explode")]
+
+
+def test_raise_in_a_method_of_an_async_walker(app: types.ModuleType) -> None:
+    text = _traceback_of(app.ViaMethod(items=["ok", "bad"]), AssertionError)
+    assert "bad item bad" in text
+    assert _jac_frames(text) == [(39, "go"), (32, "check")]
+
+
+def test_error_inside_a_multi_line_statement(app: types.ModuleType) -> None:
+    text = _traceback_of(app.Expression(), KeyError)
+    (line, name), = _jac_frames(text)
+    # Compiled in memory, Python names the line of the failing subexpression (50);
+    # the built module's table maps whole statements (48). Either is a line of the
+    # offending statement, never a line of the generated module.
+    assert name == "go" and line in (48, 50), text
+
+
+def test_no_frame_points_at_generated_python(tmp_path: Path) -> None:
+    module = _built(tmp_path)
+    text = _traceback_of(module.ViaHelper(), ValueError)
+    generated = [f for f in _frames(text) if f[0].endswith("app.py")]
+    assert generated == [], text
+
+
+def test_built_module_is_not_relocated_outside_its_walkers(tmp_path: Path) -> None:
+    # The line table is only consulted for frames of the built module itself.
+    module = _built(tmp_path)
+    assert module.__jacc_source__ == "../app.jac"
+    assert Path(module.__file__).parent.joinpath(module.__jacc_source__).resolve() == (
+        tmp_path / "app.jac").resolve()
+
+
+def test_in_memory_filename_is_the_jac_file(tmp_path: Path) -> None:
+    module = _in_memory(tmp_path)
+    text = _traceback_of(module.Direct(), RuntimeError)
+    (file, line, name), = [f for f in _frames(text) if f[0].endswith(".jac")]
+    assert Path(file) == (tmp_path / "app.jac").resolve()
+    assert (line, name) == (13, "go")
+
+
+def test_reports_before_the_error_are_not_lost_in_the_traceback(app: types.ModuleType) -> None:
+    walker = app.Direct(n=7)
+    with pytest.raises(RuntimeError):
+        jacc_runtime.run(walker)
+    assert walker._jacc_reports == [7]
