@@ -91,7 +91,7 @@ class ModuleChecker:
                 yield element, element.name, element.name_span
             elif isinstance(element, n.Glob):
                 for item in element.items:
-                    yield element, item.name, item.span
+                    yield element, item.name, _keyword(item.span, item.name)
             elif isinstance(element, n.ImportFrom):
                 for name in element.names:
                     yield element, name.alias or name.name, name.span
@@ -158,7 +158,8 @@ class ModuleChecker:
                 seen_star = True
                 continue
             if param.name in seen:
-                self.error("E0204", f"parameter `{param.name}` is declared twice", param.span)
+                self.error("E0204", f"parameter `{param.name}` is declared twice",
+                           _keyword(param.span, param.name) if param.kind == "plain" else param.span)
             seen.add(param.name)
             if param.name == "self" and scope.walker is not None:
                 self.error("E0204", "methods get `self` implicitly: do not declare it",
@@ -221,7 +222,8 @@ class ModuleChecker:
         for member in node.members:
             if not member.name:
                 continue
-            span = member.name_span if isinstance(member, n.Function) else member.span
+            span = member.name_span if isinstance(member, n.Function) else \
+                _keyword(member.span, member.name)
             if member.name.startswith(RESERVED_PREFIX):
                 self.error("E0205", f"names starting with `{RESERVED_PREFIX}` are reserved for "
                            "jacc's generated code", span)
@@ -273,7 +275,7 @@ class ModuleChecker:
     def visit_Report(self, node: n.Report, scope: _Scope) -> None:
         if scope.walker is None:
             self.error("E0501", "`report` can only be used in a walker's ability or method",
-                       node.span)
+                       _keyword(node.span, "report"))
         self.visit(node.value, scope)
 
     def visit_Disengage(self, node: n.Disengage, scope: _Scope) -> None:
@@ -282,6 +284,9 @@ class ModuleChecker:
                        node.span)
 
     def visit_Return(self, node: n.Return, scope: _Scope) -> None:
+        if not scope.in_function:
+            self.error("E0504", "`return` outside a function or ability",
+                       _keyword(node.span, "return"), help="module level holds only imports, globs, functions and walkers")
         self.visit_all((node.value,), scope)
 
     def visit_Break(self, node: n.Break, scope: _Scope) -> None:
@@ -361,7 +366,9 @@ class ModuleChecker:
     # ------------------------------------------------------------ expressions
 
     def visit_Name(self, node: n.Name, scope: _Scope) -> None:
-        if not scope.knows(node.id):
+        if node.id == RESTSPEC and scope.knows(node.id):
+            self.error("E0107", "`restspec` can only be used as a walker's decorator", node.span)
+        elif not scope.knows(node.id):
             self.error("E0402", f"`{node.id}` is not defined", node.span,
                        help=_did_you_mean(node.id, scope.all_names() - PYTHON_BUILTINS
                                           | {"True", "False", "None"})
@@ -402,8 +409,6 @@ class ModuleChecker:
         self.visit(node.value, scope)
 
     def visit_Call(self, node: n.Call, scope: _Scope) -> None:
-        if isinstance(node.func, n.Name) and node.func.id == RESTSPEC:
-            self.error("E0107", "`restspec` can only be used as a walker's decorator", node.span)
         self.visit(node.func, scope)
         self.visit_all(node.args, scope)
         seen: set[str] = set()
@@ -476,6 +481,11 @@ def _keyword_span(decorators: tuple[n.Decorator, ...], name: str) -> Span | None
                 if keyword.name == name:
                     return keyword.span
     return None
+
+
+def _keyword(span: Span, word: str) -> Span:
+    """The span of `word` at the start of `span`: the smallest span to point at."""
+    return Span(span.line, span.column, span.line, span.column + len(word) - 1)
 
 
 def _target_names(target: n.Expr) -> set[str]:

@@ -72,14 +72,14 @@ class Diagnostic:
     def render(self, source: Source) -> str:
         span = self.span
         line_text = source.line(span.line)
-        gutter = " " * len(str(span.line))
+        gutter = " " * (len(str(span.line)) + 1)  # SPEC §3: ` 3 | ` and `  --> `
         last = span.end_column if span.end_line == span.line else max(len(line_text), span.column)
         caret = " " * (span.column - 1) + "^" * max(1, last - span.column + 1)
         lines = [
             f"{self.severity}[{self.code}]: {self.message}",
             f"{gutter}--> {source.name}:{span.line}:{span.column}",
             f"{gutter} |",
-            f"{span.line} | {line_text}",
+            f" {span.line} | {line_text}".rstrip(),
             f"{gutter} | {caret}",
         ]
         if self.help:

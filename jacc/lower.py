@@ -543,6 +543,10 @@ def _lower_string(token: Token, parse_expr: Callable[[str], Any]) -> Any:
 
 def _string_error(error: Exception) -> str:
     message = getattr(error, "msg", None) or str(error)
+    if message.startswith("(unicode error)"):
+        # "(unicode error) 'unicodeescape' codec can't decode bytes in position 0-2: truncated
+        # \xXX escape": only the reason means anything to the user.
+        return "invalid escape sequence: " + message.rsplit(": ", 1)[-1]
     return message.split(" (", 1)[0]
 
 

@@ -11,6 +11,7 @@ from difflib import get_close_matches
 
 from . import nodes as n
 from .diagnostics import Diagnostic
+from .source import Span
 
 RESTSPEC = "restspec"
 PROTOCOLS = {"HTTP": "http", "WEBSOCKET": "websocket"}
@@ -53,7 +54,7 @@ def read_restspec(decorators: tuple[n.Decorator, ...]) -> tuple[RestSpec, list[D
                 continue
             if keyword.name in seen:
                 problems.append(Diagnostic("E0103", f"`{keyword.name}` is given twice",
-                                           keyword.span))
+                                           _name_span(keyword)))
             seen.add(keyword.name)
             spec, problem = _apply(spec, keyword)
             if problem:
@@ -66,7 +67,16 @@ def _unknown_keyword(keyword: n.Keyword) -> Diagnostic:
     close = get_close_matches(name, KEYWORDS, n=1)
     help_ = f"did you mean `{close[0]}`?" if close else "expected one of " + ", ".join(
         f"`{k}`" for k in KEYWORDS)
-    return Diagnostic("E0103", f"unknown `@restspec` argument `{name}`", keyword.span, help=help_)
+    return Diagnostic("E0103", f"unknown `@restspec` argument `{name}`", _name_span(keyword),
+                      help=help_)
+
+
+def _name_span(keyword: n.Keyword) -> Span:
+    """`name` of `name=value` (all of `**mapping`)."""
+    span = keyword.span
+    if keyword.name is None:
+        return span
+    return Span(span.line, span.column, span.line, span.column + len(keyword.name) - 1)
 
 
 def _apply(spec: RestSpec, keyword: n.Keyword) -> tuple[RestSpec, Diagnostic | None]:

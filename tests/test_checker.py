@@ -1,0 +1,380 @@
+"""Diagnostics (SPEC §3): golden `.err` files, one bad program per code, and the
+rules every diagnostic follows.
+
+Each `cases/NAME.jac` is compiled with the name `cases/NAME.jac`. A program that
+fails must match `NAME.err` (the output of `JacError.render()`); a program that
+compiles with warnings must match `NAME.err` too (the warnings, rendered). Run
+with `JACC_UPDATE_GOLDEN=1` to rewrite the goldens, then read the diff.
+Cases named after a code (`e0101_*.jac`) produce that code and no other.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from jacc.compiler import compile_source
+from jacc.diagnostics import CODES, Diagnostic, JacError
+from jacc.source import Source, Span
+
+CASES = Path(__file__).parent / "cases"
+UPDATE = os.environ.get("JACC_UPDATE_GOLDEN") == "1"
+ALL_CASES = sorted(p.stem for p in CASES.glob("*.jac"))
+CODE_CASE = re.compile(r"^([ew]\d{4})_")
+
+
+def _compile(name: str):
+    text = (CASES / f"{name}.jac").read_text(encoding="utf-8")
+    return compile_source(text, name=f"cases/{name}.jac")
+
+
+def _rendered(name: str) -> tuple[str, list[Diagnostic], bool]:
+    """The golden text of a case, its diagnostics, and whether it failed."""
+    try:
+        compiled = _compile(name)
+    except JacError as error:
+        return error.render() + "\n", error.diagnostics, True
+    warnings = compiled.warnings
+    text = "\n\n".join(w.render(compiled.source) for w in warnings)
+    return (text + "\n" if text else ""), warnings, False
+
+
+def _check_golden(path: Path, actual: str) -> None:
+    if UPDATE:
+        if actual:
+            path.write_text(actual, encoding="utf-8")
+        elif path.exists():
+            path.unlink()
+        return
+    if not actual:
+        assert not path.exists(), f"{path.name}: the program has no diagnostics"
+        return
+    assert path.exists(), f"{path.name} is missing: run with JACC_UPDATE_GOLDEN=1"
+    assert actual == path.read_text(encoding="utf-8")
+
+
+def _diagnostics(text: str, name: str = "app.jac") -> list[Diagnostic]:
+    with pytest.raises(JacError) as info:
+        compile_source(text, name=name)
+    return info.value.diagnostics
+
+
+# ---------------------------------------------------------------- goldens
+
+
+@pytest.mark.parametrize("name", ALL_CASES)
+def test_diagnostics_match_the_golden_file(name: str) -> None:
+    text, _, failed = _rendered(name)
+    if failed:
+        assert not (CASES / f"{name}.py").exists(), "a program that fails has no build golden"
+    _check_golden(CASES / f"{name}.err", text)
+
+
+@pytest.mark.parametrize("name", [n for n in ALL_CASES if CODE_CASE.match(n)])
+def test_a_case_named_after_a_code_produces_that_code_only(name: str) -> None:
+    code = CODE_CASE.match(name).group(1).upper()
+    _, diagnostics, failed = _rendered(name)
+    assert diagnostics, "the case must produce a diagnostic"
+    assert {d.code for d in diagnostics} == {code}
+    assert failed == code.startswith("E")
+
+
+@pytest.mark.parametrize("code", sorted(CODES))
+def test_every_code_has_a_golden_case(code: str) -> None:
+    cases = [n for n in ALL_CASES if n.startswith(code.lower() + "_")]
+    assert cases, f"no tests/cases/{code.lower()}_*.jac"
+    for name in cases:
+        golden = (CASES / f"{name}.err").read_text(encoding="utf-8")
+        assert f"[{code}]: " in golden
+
+
+@pytest.mark.parametrize("name", ALL_CASES)
+def test_cases_start_with_a_blank_line(name: str) -> None:
+    # So that a diagnostic stuck at line 1 can never pass by accident.
+    assert (CASES / f"{name}.jac").read_text(encoding="utf-8").startswith("\n")
+
+
+def test_codes_table_is_mirrored_in_the_docs() -> None:
+    docs = (Path(__file__).parent.parent / "docs" / "diagnostics.md").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| `([EW]\d{4})` \| ([^|]+?) \|", docs, re.M))
+    assert rows == CODES
+
+
+# ---------------------------------------------------------------- the shape of a diagnostic
+
+
+def test_render_has_the_shape_of_the_spec_example() -> None:
+    source = Source("app.jac", "\n@restspec(protocol=APIProtocol.WEBSOCKET)\nwalker : pub Chat {\n}\n")
+    [diagnostic] = _diagnostics(source.text)
+    assert diagnostic.render(source) == (
+        "error[E0101]: WebSocket walker `Chat` must be declared `async walker`\n"
+        "  --> app.jac:3:1\n"
+        "   |\n"
+        " 3 | walker : pub Chat {\n"
+        "   | ^^^^^^\n"
+        "   = help: write `async walker : pub Chat`"
+    )
+
+
+def test_render_counts_errors_and_not_warnings() -> None:
+    text = "\nwalker W {\n    can a with `root entry { x = y; }\n}\n"
+    with pytest.raises(JacError) as info:
+        compile_source(text)
+    assert [d.code for d in info.value.diagnostics] == ["W0001", "E0402"]
+    assert info.value.render().endswith("error: could not compile `app.jac` (1 error)")
+
+
+def test_a_wide_line_number_widens_the_gutter() -> None:
+    text = "\n" * 11 + "def f() { return nothing; }\n"
+    [diagnostic] = _diagnostics(text)
+    assert diagnostic.render(Source("app.jac", text)).splitlines()[1:] == [
+        "   --> app.jac:12:18",
+        "    |",
+        " 12 | def f() { return nothing; }",
+        "    |                  ^^^^^^^",
+    ]
+
+
+def test_messages_are_lowercase_without_a_trailing_period() -> None:
+    for name in ALL_CASES:
+        _, diagnostics, _ = _rendered(name)
+        for d in diagnostics:
+            assert d.message.endswith("...") or not d.message.endswith("."), (name, d.message)
+            first = d.message.lstrip("`")[0]
+            assert not first.isupper() or d.message.startswith(("WebSocket", "`")), d.message
+
+
+def test_spans_lie_inside_the_source() -> None:
+    for name in ALL_CASES:
+        text = (CASES / f"{name}.jac").read_text(encoding="utf-8")
+        lines = text.splitlines()
+        _, diagnostics, _ = _rendered(name)
+        for d in diagnostics:
+            span = d.span
+            assert span.line > 1, (name, d)  # every case starts with a blank line
+            assert (span.line, span.column) <= (span.end_line, span.end_column)
+            if span.line <= len(lines):
+                assert span.column <= len(lines[span.line - 1]) + 1, (name, d)
+
+
+# ---------------------------------------------------------------- several errors in one run
+
+
+def test_several_errors_are_all_reported_sorted_by_position() -> None:
+    with pytest.raises(JacError) as info:
+        _compile("several_errors")
+    diagnostics = info.value.diagnostics
+    codes = [d.code for d in diagnostics]
+    assert len(set(codes)) >= 7, codes
+    assert {"E0101", "E0106", "E0202", "E0203", "E0301", "E0401", "E0402", "E0403",
+            "E0501"} <= set(codes)
+    positions = [(d.span.line, d.span.column) for d in diagnostics]
+    assert positions == sorted(positions)
+    assert info.value.render().endswith(f"({len(diagnostics)} errors)")
+
+
+def test_the_same_problem_is_reported_once() -> None:
+    text = "\nwalker W {\n    can a with entry { report nope; }\n}\n"
+    assert [d.code for d in _diagnostics(text)] == ["E0402"]
+
+
+def test_every_unsupported_construct_in_a_file_is_reported() -> None:
+    text = "\nnode A {}\n\nedge B {}\n\nwalker W {\n    can go with entry { visit [-->]; }\n}\n"
+    diagnostics = _diagnostics(text)
+    assert [(d.span.line, d.message) for d in diagnostics] == [
+        (2, "`node` is not supported by jacc"),
+        (4, "`edge` is not supported by jacc"),
+        (7, "`visit` is not supported by jacc"),
+        (7, "`-->` is not supported by jacc"),
+    ]
+
+
+# ---------------------------------------------------------------- unsupported Jac
+
+
+UNSUPPORTED = [
+    ("node", "node Room {\n    has name: str;\n}"),
+    ("edge", "edge Door {}"),
+    ("obj", "obj Point {\n    has x: int;\n}"),
+    ("class", "class Point {}"),
+    ("enum", "enum Color { RED, GREEN }"),
+    ("impl", "impl Room.describe {\n    return 1;\n}"),
+    ("visit", "walker W {\n    can go with entry {\n        visit self;\n    }\n}"),
+    ("spawn", "walker W {\n    can go with entry {\n        x = W() spawn here;\n    }\n}"),
+    ("++>", "walker W {\n    can go with entry {\n        a ++> b;\n    }\n}"),
+    ("<++", "walker W {\n    can go with entry {\n        a <++ b;\n    }\n}"),
+    ("<++>", "walker W {\n    can go with entry {\n        a <++> b;\n    }\n}"),
+    ("-->", "walker W {\n    can go with entry {\n        x = [-->];\n    }\n}"),
+    ("<--", "walker W {\n    can go with entry {\n        x = [<--];\n    }\n}"),
+    ("<-->", "walker W {\n    can go with entry {\n        x = [<-->];\n    }\n}"),
+    ("here", "walker W {\n    can go with entry {\n        report here;\n    }\n}"),
+    ("visitor", "def f() {\n    return visitor;\n}"),
+    ("ignore", "walker W {\n    can go with entry {\n        ignore [a];\n    }\n}"),
+    ("lambda", "glob key = lambda x: x;"),
+    ("yield", "def gen() {\n    yield 1;\n}"),
+]
+
+
+@pytest.mark.parametrize(("construct", "snippet"), UNSUPPORTED, ids=[c for c, _ in UNSUPPORTED])
+def test_unsupported_construct_is_named(construct: str, snippet: str) -> None:
+    text = "\n" + snippet + "\n"
+    with pytest.raises(JacError) as info:
+        compile_source(text)
+    diagnostics = info.value.diagnostics
+    first = diagnostics[0]
+    assert first.code == "E0901"
+    assert first.message == f"`{construct}` is not supported by jacc"
+    line = text.splitlines()[first.span.line - 1]
+    assert line[first.span.column - 1: first.span.end_column] == construct
+    assert first.span.line > 1
+    assert "unexpected" not in info.value.render()
+
+
+# ---------------------------------------------------------------- legacy spelling, keywords
+
+
+def test_legacy_root_spelling_is_accepted_with_a_warning() -> None:
+    compiled = _compile("w0001_legacy_root")
+    [warning] = compiled.warnings
+    assert warning.code == "W0001"
+    assert warning.severity == "warning"
+    assert warning.span == Span(5, 19, 5, 23)
+    namespace: dict = {}
+    exec(compiled.code, namespace)
+    import jacc_runtime
+
+    assert jacc_runtime.run(namespace["Echo"](message="hi")) == ["hi"]
+
+
+def test_legacy_root_warning_does_not_hide_errors() -> None:
+    text = "\nwalker W {\n    can a with `root exit { report self.nope; }\n}\n"
+    assert [d.code for d in _diagnostics(text)] == ["W0001", "E0401"]
+
+
+KEYWORDS_AS_NAMES = [
+    ("walker", "glob walker = 1;"),
+    ("report", "def f(report: int) -> int {\n    return report;\n}"),
+    ("entry", "walker W {\n    has entry: str;\n}"),
+    ("has", "def f() {\n    has = 1;\n}"),
+    ("can", "def can() {}"),
+    ("disengage", "def f() {\n    x = disengage;\n}"),
+    ("static", "glob static = 1;"),
+    ("glob", "def f(glob) {}"),
+]
+
+
+@pytest.mark.parametrize(("keyword", "snippet"), KEYWORDS_AS_NAMES,
+                         ids=[k for k, _ in KEYWORDS_AS_NAMES])
+def test_keyword_used_as_a_name(keyword: str, snippet: str) -> None:
+    text = "\n" + snippet + "\n"
+    [diagnostic] = _diagnostics(text)
+    assert diagnostic.code == "E0001"
+    assert diagnostic.message == f"`{keyword}` is a keyword and cannot be used as a name"
+    assert diagnostic.help == f"rename it, for example `{keyword}_`"
+    line = text.splitlines()[diagnostic.span.line - 1]
+    assert line[diagnostic.span.column - 1: diagnostic.span.end_column] == keyword
+
+
+# ---------------------------------------------------------------- individual checks
+
+
+def test_parse_error_names_what_was_expected() -> None:
+    [diagnostic] = _diagnostics("\ndef f() -> int {\n    return 1\n}\n")
+    assert diagnostic.code == "E0001"
+    assert diagnostic.message == "expected `;`, found `}`"
+    assert diagnostic.span == Span(4, 1, 4, 1)
+
+
+def test_did_you_mean_for_an_unknown_field() -> None:
+    text = "\nwalker W {\n    has message: str;\n    can a with entry { report self.mesage; }\n}\n"
+    [diagnostic] = _diagnostics(text)
+    assert (diagnostic.code, diagnostic.help) == ("E0401", "did you mean `message`?")
+
+
+def test_inherited_members_are_known_to_self() -> None:
+    text = ("\nwalker Base {\n    has origin: str = \"b\";\n    def helper() -> int { return 1; }\n}\n"
+            "walker W(Base) {\n    can a with entry { report [self.origin, self.helper()]; }\n}\n")
+    compile_source(text)
+
+
+def test_self_members_of_a_foreign_base_are_not_checked() -> None:
+    text = ("\nimport from mylib { Mixin }\nwalker W(Mixin) {\n"
+            "    can a with entry { report self.anything; }\n}\n")
+    compile_source(text)
+
+
+def test_did_you_mean_for_an_undefined_name() -> None:
+    text = "\nglob greeting = 1;\ndef f() -> int {\n    return greting;\n}\n"
+    [diagnostic] = _diagnostics(text)
+    assert (diagnostic.code, diagnostic.help) == ("E0402", "did you mean `greeting`?")
+
+
+@pytest.mark.parametrize("definition", [
+    "glob known = 1;",
+    "import from os { known }",
+    "import os.path as known;",
+    "def known() {}",
+    "walker known {}",
+])
+def test_names_defined_at_module_level_are_known(definition: str) -> None:
+    compile_source(f"\n{definition}\ndef f() {{\n    return known;\n}}\n")
+
+
+@pytest.mark.parametrize("body", [
+    "x = 1; return x;",
+    "for (a, b) in [] {} return a;",
+    "try { pass_ = 1; } except Exception as e { return e; } return pass_;",
+    "return [i for i in range(3)];",
+    "return {k: v for (k, v) in {}.items()};",
+    "return len(print);",
+    "global counter; counter = 2; return counter;",
+])
+def test_local_names_are_known(body: str) -> None:
+    compile_source(f"\nglob counter = 0;\ndef f(p: int = 1) {{\n    {body}\n}}\n")
+
+
+def test_a_comprehension_variable_does_not_leak() -> None:
+    text = "\ndef f() {\n    x = [i for i in range(3)];\n    return i;\n}\n"
+    [diagnostic] = _diagnostics(text)
+    assert (diagnostic.code, diagnostic.span) == ("E0402", Span(4, 12, 4, 12))
+
+
+def test_await_in_async_code_is_accepted() -> None:
+    compile_source("\nimport asyncio;\nasync def f() {\n    await asyncio.sleep(0);\n}\n"
+                   "async walker W {\n    async can a with entry { await f(); }\n}\n")
+
+
+def test_await_in_a_plain_function() -> None:
+    [diagnostic] = _diagnostics("\nasync def g() {}\ndef f() {\n    await g();\n}\n")
+    assert diagnostic.code == "E0301"
+    assert diagnostic.span == Span(4, 5, 4, 13)
+
+
+def test_restspec_as_a_plain_name_is_refused() -> None:
+    [diagnostic] = _diagnostics("\ndef f() {\n    return restspec;\n}\n")
+    assert diagnostic.code == "E0107"
+
+
+@pytest.mark.parametrize("protocol", ['"http"', '"websocket"', '"ws"', '"WS"',
+                                      "APIProtocol.HTTP", "APIProtocol.WEBSOCKET"])
+def test_accepted_protocol_spellings(protocol: str) -> None:
+    compile_source(f"\n@restspec(protocol={protocol})\nasync walker W {{}}\n")
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT", "PATCH", "DELETE", "get"])
+def test_accepted_methods(method: str) -> None:
+    compile_source(f'\n@restspec(method="{method}", path="/w")\nwalker W {{}}\n')
+
+
+def test_other_decorators_are_python_decorators() -> None:
+    text = ("\nimport functools;\n@functools.cache\ndef f(x: int) -> int {\n    return x;\n}\n"
+            "@restspec(protocol=\"ws\")\n@functools.total_ordering\nasync walker W {}\n")
+    compile_source(text)
+
+
+def test_an_unknown_decorator_name_is_undefined() -> None:
+    [diagnostic] = _diagnostics("\n@cache\ndef f() {}\n")
+    assert diagnostic.code == "E0402"
