@@ -158,8 +158,8 @@ class ModuleChecker:
                 seen_star = True
                 continue
             if param.name in seen:
-                self.error("E0204", f"parameter `{param.name}` is declared twice",
-                           _keyword(param.span, param.name) if param.kind == "plain" else param.span)
+                span = _keyword(param.span, param.name) if param.kind == "plain" else param.span
+                self.error("E0204", f"parameter `{param.name}` is declared twice", span)
             seen.add(param.name)
             if param.name == "self" and scope.walker is not None:
                 self.error("E0204", "methods get `self` implicitly: do not declare it",
@@ -286,7 +286,8 @@ class ModuleChecker:
     def visit_Return(self, node: n.Return, scope: _Scope) -> None:
         if not scope.in_function:
             self.error("E0504", "`return` outside a function or ability",
-                       _keyword(node.span, "return"), help="module level holds only imports, globs, functions and walkers")
+                       _keyword(node.span, "return"),
+                       help="module level holds only imports, globs, functions and walkers")
         self.visit_all((node.value,), scope)
 
     def visit_Break(self, node: n.Break, scope: _Scope) -> None:

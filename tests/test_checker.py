@@ -107,7 +107,8 @@ def test_codes_table_is_mirrored_in_the_docs() -> None:
 
 
 def test_render_has_the_shape_of_the_spec_example() -> None:
-    source = Source("app.jac", "\n@restspec(protocol=APIProtocol.WEBSOCKET)\nwalker : pub Chat {\n}\n")
+    text = "\n@restspec(protocol=APIProtocol.WEBSOCKET)\nwalker : pub Chat {\n}\n"
+    source = Source("app.jac", text)
     [diagnostic] = _diagnostics(source.text)
     assert diagnostic.render(source) == (
         "error[E0101]: WebSocket walker `Chat` must be declared `async walker`\n"
@@ -295,7 +296,8 @@ def test_did_you_mean_for_an_unknown_field() -> None:
 
 
 def test_inherited_members_are_known_to_self() -> None:
-    text = ("\nwalker Base {\n    has origin: str = \"b\";\n    def helper() -> int { return 1; }\n}\n"
+    text = ("\nwalker Base {\n    has origin: str = \"b\";\n"
+            "    def helper() -> int { return 1; }\n}\n"
             "walker W(Base) {\n    can a with entry { report [self.origin, self.helper()]; }\n}\n")
     compile_source(text)
 

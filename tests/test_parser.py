@@ -362,7 +362,8 @@ def test_forms_functions_and_globs(tmp_path: Path) -> None:
     ("x = 6; x &= 3;", 2), ("x = 4; x |= 1;", 5), ("x = 6; x ^= 3;", 5),
 ])
 def test_augmented_assignment(statement: str, expected) -> None:
-    text = f"\nwalker W {{\n    can a with entry {{\n        {statement}\n        report x;\n    }}\n}}\n"
+    text = (f"\nwalker W {{\n    can a with entry {{\n        {statement}\n"
+            "        report x;\n    }\n}\n")
     namespace: dict = {}
     exec(compile_source(text).code, namespace)
     assert jacc_runtime.run(namespace["W"]()) == [expected]
@@ -395,7 +396,8 @@ def test_await_binds_tighter_than_power() -> None:
 
 def test_for_loop_targets() -> None:
     text = ("\nwalker W {\n    can a with entry {\n        out = [];\n"
-            "        for (i, (a, b)) in enumerate([(1, 2), (3, 4)]) {\n            out.append(i + a * b);\n        }\n"
+            "        for (i, (a, b)) in enumerate([(1, 2), (3, 4)]) {\n"
+            "            out.append(i + a * b);\n        }\n"
             "        for x, y in [(5, 6)] {\n            out.append(x - y);\n        }\n"
             "        for first, *rest in [[1, 2, 3]] {\n            out.append(rest);\n        }\n"
             "        report out;\n    }\n}\n")
