@@ -1,0 +1,517 @@
+"""Properties over open-ended input (hypothesis).
+
+(a) No injection: any string written as a Jac literal is that same string at run
+    time, compiled in memory and through the built `.py` (SPEC §4).
+(b) Robustness: whatever the source text, the compiler either compiles it or raises
+    `JacError` (SPEC §3: never a traceback). At least 2,000 examples in all.
+(c) Diagnostics always render, and every span lies inside the source.
+
+`JACC_PROPERTY_SCALE=20 pytest tests/test_properties.py` runs twenty times as many
+examples, for a longer hunt than CI's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+import jacc_runtime
+from jacc.codegen import module_source
+from jacc.compiler import Compiled, compile_source
+from jacc.diagnostics import CODES, JacError
+
+SCALE = int(os.environ.get("JACC_PROPERTY_SCALE", "1"))
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+
+# ---------------------------------------------------------------- helpers
+
+
+def _run_walkers(namespace: dict, name: str = "W", **fields: object) -> list:
+    return jacc_runtime.run(namespace[name](**fields))
+
+
+def _exec_in_memory(compiled: Compiled) -> dict:
+    namespace: dict = {"__name__": "jacc_property_app"}
+    exec(compiled.code, namespace)
+    return namespace
+
+
+def _exec_built(compiled: Compiled, source_name: str = "app.jac") -> dict:
+    text = module_source(compiled.tree, source_name)
+    namespace: dict = {"__name__": "jacc_property_built", "__file__": "/nowhere/app.py"}
+    exec(compile(text, "/nowhere/app.py", "exec", dont_inherit=True), namespace)
+    return namespace
+
+
+def _lines(text: str) -> list[str]:
+    # Lark counts lines by "\n" only; so must every position in a diagnostic.
+    return text.split("\n")
+
+
+def assert_well_formed(error: JacError, text: str) -> None:
+    """(c): the error renders, and every diagnostic points inside the source."""
+    rendered = error.render()
+    assert isinstance(rendered, str) and rendered
+    assert error.diagnostics, "a JacError without diagnostics"
+    lines = _lines(text)
+    for d in error.diagnostics:
+        assert d.code in CODES, d
+        span = d.span
+        assert 1 <= span.line <= len(lines), (d, len(lines))
+        assert 1 <= span.end_line <= len(lines), (d, len(lines))
+        assert (span.line, span.column) <= (span.end_line, span.end_column), d
+        assert 1 <= span.column <= len(lines[span.line - 1]) + 1, (d, lines[span.line - 1])
+        assert 1 <= span.end_column <= len(lines[span.end_line - 1]) + 1, d
+        one = d.render(error.source)
+        assert f"--> {error.source.name}:{span.line}:{span.column}" in one
+        # The quoted line is the line the position counts in.
+        quoted = one.split("\n")[3]
+        assert quoted == f" {span.line} | {lines[span.line - 1]}".rstrip(), (one, d)
+
+
+def compile_or_diagnose(text: str) -> Compiled | JacError:
+    try:
+        compiled = compile_source(text)
+    except JacError as error:
+        assert_well_formed(error, text)
+        return error
+    # What compiles must also build: the written module is valid Python.
+    built = module_source(compiled.tree, "app.jac")
+    compile(built, "app.py", "exec", dont_inherit=True)
+    return compiled
+
+
+# ---------------------------------------------------------------- (a) no injection
+
+# Characters that have meant trouble for code generators and lexers somewhere.
+SPECIAL = [
+    '"', "'", "\\", "{", "}", "{{", "}}", "\n", "\r", "\r\n", "\t", "\x00", "\x0b", "\x0c",
+    "\x1c", "\x7f", "\x85", "\u2028", "\u2029", "\ufeff", "é", "ß", "😀", "\U0010ffff",
+    '"""', "'''", "\\n", "\\x41", "\\N{BULLET}", "\\u00e9", "#", "#*", "*#", "`", ";", "$",
+    "%s", "{0}", "{x}", "{self}", "__import__('os')", "\\\n", "f'", "#!",
+]
+contents = st.lists(st.one_of(st.sampled_from(SPECIAL), st.characters(codec="utf-8")), max_size=24).map(
+    "".join)
+
+
+def _escaped(s: str, quote: str) -> str:
+    """The body of a Jac string literal delimited by `quote`, escapes written by hand."""
+    out = s.replace("\\", "\\\\").replace(quote, "\\" + quote)
+    return out.replace("\n", "\\n").replace("\r", "\\r").replace("\x00", "\\x00")
+
+
+def _fstring_text(s: str) -> str:
+    return _escaped(s, '"').replace("{", "{{").replace("}", "}}")
+
+
+def _program(s: str) -> str:
+    as_json = json.dumps(s, ensure_ascii=False)
+    # \uXXXX escapes of an astral character are a surrogate pair, which Python (and so
+    # Jac) reads as two characters: use the ASCII form only where it means the same.
+    as_ascii = json.dumps(s) if all(ord(c) < 0x10000 for c in s) else as_json
+    as_repr = repr(s)
+    single = "'" + _escaped(s, "'") + "'"
+    triple = '"""' + _escaped(s, '"') + '"""'
+    fstring = "f" + repr(s).replace("{", "{{").replace("}", "}}")
+    mixed = 'f"' + _fstring_text(s) + '{self.d}' + _fstring_text(s[::-1]) + '"'
+    return f'''
+"""{_escaped(s, '"')}"""
+glob A = {as_json};
+glob B: str = {as_repr};
+
+@restspec(path={json.dumps("/" + s, ensure_ascii=False)})
+walker : pub W {{
+    {triple};
+    has d: str = {as_ascii};
+    static has e: str = {single};
+
+    can go with entry {{
+        report A;
+        report B;
+        report self.d;
+        report W.e;
+        report {fstring};
+        report {mixed};
+        report {{{as_repr}: [{as_json}, ({single}, {triple})]}};
+        report {as_json} + {single} == {as_repr} * 2;
+    }}
+}}
+'''
+
+
+def _expected(s: str, d: str) -> list:
+    return [s, s, d, s, s, s + d + s[::-1], {s: [s, (s, s)]}, True]
+
+
+@settings(max_examples=300 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(contents)
+@example("")
+@example('"; import os; os.system("x"); "')
+@example("'''\"\"\"\\\\{}{{}}\n\r\x00")
+@example("\\")
+@example("{self.d}")
+@example("😀\u2028\x85")
+def test_string_literals_are_never_code(s: str) -> None:
+    source = _program(s)
+    compiled = compile_source(source)
+    for namespace in (_exec_in_memory(compiled), _exec_built(compiled)):
+        assert namespace["__doc__"] == s
+        assert namespace["W"].__doc__ == s
+        assert namespace["W"].__jacc_spec__.path == "/" + s
+        assert _run_walkers(namespace) == _expected(s, s)
+        assert _run_walkers(namespace, d="{x}") == _expected(s, "{x}")
+
+
+@settings(max_examples=100 * SCALE, deadline=None)
+@given(contents)
+@example("x.jac\nimport os\nos.system('echo owned')\n#")
+@example("\r\x0c\u2028'\"\\")
+def test_source_name_is_never_code(name: str) -> None:
+    # A file may be called anything: the header and line table must not break.
+    compiled = compile_source("\nwalker : pub W { can go with entry { report 1; } }\n")
+    text = module_source(compiled.tree, name)
+    namespace = _exec_built(compiled, name)
+    assert namespace["__jacc_source__"] == name
+    assert _run_walkers(namespace) == [1]
+    assert text.startswith("# Generated by jacc")
+    assert set(namespace) - {"__builtins__"} == {
+        "__name__", "__file__", "_jacc", "W", "__jacc_source__", "__jacc_lines__"}
+
+
+# ---------------------------------------------------------------- (b) robustness
+
+EVERY_FORM = '''
+"""Module docstring."""
+import from jaclang.runtimelib.server { APIProtocol }
+import from os.path { join as path_join, sep }
+import json, collections as coll;
+
+glob LIMIT: int = 3, NAMES = ["a", "b"];
+
+def helper(a: int, b: int = 2, *rest, key: str = "k", **extra) -> int {
+    global LIMIT;
+    total = a + b * 2 ** 3 // 1 % 5 - -a;
+    x: int = 1;
+    x += 1; x -= 1; x *= 2; x //= 1; x **= 1; x |= 0; x &= 7; x ^= 0; x <<= 1; x >>= 1;
+    (p, q) = [q2, *r2] = (1, 2);
+    del p;
+    return total if total > 0 and not False or None is None else -1;
+}
+
+async def fetch(n: int) -> list[int] {
+    values = [i * 2 for i in range(n) if i % 2 == 0];
+    pairs = {k: v for (k, v) in zip("ab", [1, 2])};
+    unique = {c for c in "hello"};
+    total = sum(x for x in values);
+    return values[1:] + values[::2] + values[:-1:1] + [len(pairs), len(unique), total];
+}
+
+"""Walker docstring."""
+@restspec(protocol=APIProtocol.WEBSOCKET, broadcast=True)
+async walker : pub Chat {
+    has message: str, tags: list[str] = [];
+    has extra: dict[str, int] | None = None;
+    static has count: int = 0;
+
+    async can handle with Root entry {
+        Chat.count += 1;
+        if self.message == "" { disengage; }
+        elif self.message in NAMES { report {"known": True}; }
+        else { report {"echo": self.message, **{"n": Chat.count}}; }
+        for (i, tag) in enumerate(self.tags) {
+            if i > LIMIT { break; }
+            if not tag { continue; }
+            report f"{i}: {tag!r:>10} {{literal}} {self.message.upper()}";
+        } else { report "done"; }
+        n = 0;
+        while n < 3 { n += 1; } else { n = -1; }
+        try {
+            values = await fetch(4);
+            assert len(values) > 0, "empty";
+        } except (ValueError, TypeError) as error {
+            raise RuntimeError("bad") from error;
+        } except Exception {
+            raise;
+        } else {
+            report values;
+        } finally {
+            report r"raw \\n" + """triple
+            quoted""" + b"bytes".decode() + 'single' "adjacent";
+        }
+        report [*self.tags, ...] if self.tags else (1,) + () + (2, 3);
+        report {1, 2} | {3} & {1} ^ {4};
+        report 1 < 2 <= 3 != 4 > 0 >= -1;
+        report 0x1F + 0o17 + 0b101 + 1_000 + 1.5e3 + 2j.imag + .5;
+        report ~5 << 2 >> 1;
+        report self.helper_method(1, key=2, *[3], **{"z": 4});
+        report print is not None;
+    }
+
+    def helper_method(a: int, *args, key: int = 0, **kwargs) -> int {
+        nonlocal_test = lambda_free(a);
+        return a + key + len(args) + len(kwargs) + nonlocal_test;
+    }
+
+    can finish with exit { report "bye"; }
+}
+
+def lambda_free(x: int) -> int {
+    x += 1;
+    return x;
+}
+
+walker Base { can first with `root entry { report "base"; } }
+
+@restspec(method="GET", path="/stats")
+walker : priv Stats(Base) {
+    has top: int = 3;
+    can count with entry {
+        ranked = sorted(NAMES, key=len, reverse=True);
+        report ranked[:self.top];
+    }
+}
+'''
+
+# Things that must be diagnosed, not crash: unsupported Jac, Python-isms, mistakes.
+BAD_SNIPPETS = '''
+node Person { has name: str; }
+edge Knows {}
+obj Thing {}
+walker W { can go with entry { visit [-->]; here ++> there; spawn x; ignore y; } }
+walker V { can go with Person entry { report 1; } }
+walker U { has x; can a with entry { report self.y; await z; } }
+@restspec(protocol=APIProtocol.WEBHOOK, broadcast="yes", method="FETCH", path=1, bogus=2)
+def notawalker() { report 1; return; }
+walker : pub X { can go with entry { break; continue; _jacc_x = 1; f(x for x in y, 1); } }
+walker : pub Y { def m(a, a) { yield a; } lambda x: x; }
+class Py: pass
+glob a = 1; glob a = 2;
+report 1;
+disengage;
+walker Z { can go with entry { del f(); (a, b) += 1; 1 = x; [*a, *b] = c; } }
+walker Q { can go with entry { x = f"{"; y = f"}"; z = f"{!r}"; w = f"{x!z}"; v = "\\N{NOPE}"; } }
+walker R { can go with entry { x = b"é"; y = "a" b"b"; z = 1__0; q = 0x; r = 09; } }
+'''
+
+CORPUS = [EVERY_FORM, BAD_SNIPPETS] + [
+    path.read_text(encoding="utf-8")
+    for pattern in ("samples/*.jac", "tests/cases/*.jac", "tests/cases/**/*.jac")
+    for path in sorted(REPO.glob(pattern))
+]
+for _name in ("test_isolation", "test_lines", "test_cli", "test_packaging"):
+    _text = (TESTS / f"{_name}.py").read_text(encoding="utf-8")
+    CORPUS += re.findall(r"^[A-Z_]+ = '''\n(.*?)^'''", _text, re.S | re.M)
+CORPUS = sorted(set(CORPUS))
+
+# The language's tokens, its unsupported constructs, and some near-misses.
+TOKENS = sorted(set(re.findall(r"[A-Za-z_]+|[^\sA-Za-z_0-9]{1,3}", EVERY_FORM + BAD_SNIPPETS)) | {
+    "walker", "async", "can", "with", "entry", "exit", "has", "static", "def", "glob",
+    "import", "from", "report", "disengage", "Root", "`root", ":", "pub", "priv", "protect",
+    "@restspec", "APIProtocol.WEBSOCKET", "broadcast=True", "{", "}", "(", ")", "[", "]", ";",
+    ",", ".", "=", "->", "**", "*", "lambda", "yield", "node", "edge", "obj", "visit", "spawn",
+    "++>", "<++", "-->", "<--", "<-->", "impl", "enum", "class", "here", "visitor", "self",
+    "f\"{x}\"", "f'{'", "'''", '"""', "'", '"', "\\", "#*", "*#", "#", "\n", "\t", "\x00",
+    "\x0c", "\u2028", "é", "0x", "1e", "1.2.3", "...", "!", "?", "$", "~", "^", "|", "&",
+    "else", "elif", "try", "except", "finally", "await", "not in", "is not", "None", "True",
+    "1", "x", "Chat", "message",
+})
+
+_SEPARATORS = st.sampled_from([" ", "", "\n", ";", " ;\n"])
+
+
+@st.composite
+def token_soup(draw: st.DrawFn) -> str:
+    tokens = draw(st.lists(st.sampled_from(TOKENS), max_size=80))
+    separator = draw(_SEPARATORS)
+    return separator.join(tokens)
+
+
+@st.composite
+def truncation(draw: st.DrawFn) -> str:
+    text = draw(st.sampled_from(CORPUS))
+    start = draw(st.integers(0, len(text)))
+    end = draw(st.integers(start, len(text)))
+    return text[:start] if draw(st.booleans()) else text[start:end]
+
+
+@st.composite
+def splice(draw: st.DrawFn) -> str:
+    pieces = []
+    for _ in range(draw(st.integers(2, 4))):
+        text = draw(st.sampled_from(CORPUS))
+        start = draw(st.integers(0, len(text)))
+        end = draw(st.integers(start, min(len(text), start + 400)))
+        pieces.append(text[start:end])
+    return "".join(pieces)
+
+
+_MUTATION_CHARS = st.one_of(
+    st.sampled_from(list("{}()[];:,.=\"'\\#*`@!?$~^|&<>+-/%\n\t \x00\x0c\r") + SPECIAL + TOKENS),
+    st.characters(codec="utf-8"),
+)
+
+
+@st.composite
+def mutation(draw: st.DrawFn) -> str:
+    text = draw(st.sampled_from(CORPUS))
+    for _ in range(draw(st.integers(1, 6))):
+        at = draw(st.integers(0, len(text)))
+        kind = draw(st.sampled_from(["insert", "delete", "replace", "duplicate", "swap"]))
+        if kind == "insert":
+            text = text[:at] + draw(_MUTATION_CHARS) + text[at:]
+        elif kind == "delete":
+            text = text[:at] + text[at + draw(st.integers(1, 12)):]
+        elif kind == "replace":
+            text = text[:at] + draw(_MUTATION_CHARS) + text[at + 1:]
+        elif kind == "duplicate":
+            end = min(len(text), at + draw(st.integers(1, 40)))
+            text = text[:end] + text[at:end] + text[end:]
+        else:
+            other = draw(st.integers(0, len(text)))
+            a, b = sorted((at, other))
+            text = text[:a] + text[b:b + 1] + text[a + 1:b] + text[a:a + 1] + text[b + 1:]
+    return text
+
+
+# Random programs that are mostly well formed, so that the checker and codegen, not
+# only the parser, see odd combinations.
+_names = st.sampled_from(["x", "y", "self", "print", "len", "LIMIT", "undefined", "Root",
+                          "APIProtocol", "helper", "_jacc", "await", "None", "W"])
+_atoms = st.one_of(
+    _names,
+    st.integers(-5, 10**20).map(str),
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    contents.map(repr),
+    contents.map(lambda s: "f" + repr(s).replace("{", "{{").replace("}", "}}")),
+    st.sampled_from(['f"{x}"', 'f"{x!r:>{y}}"', "...", "True", "[]", "{}", "()", "(1,)"]),
+)
+
+
+def _compound(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    binary = st.sampled_from(["+", "-", "*", "/", "//", "%", "**", "@", "<<", ">>", "|", "^",
+                              "&", "and", "or", "<", "==", "is not", "not in", "in", "if"])
+    return st.one_of(
+        st.tuples(inner, binary, inner).map(
+            lambda t: f"({t[0]} if {t[2]} else {t[0]})" if t[1] == "if" else " ".join(t)),
+        st.tuples(st.sampled_from(["not ", "-", "+", "~", "await "]), inner).map("".join),
+        st.tuples(inner, st.lists(inner, max_size=3)).map(lambda t: f"{t[0]}({', '.join(t[1])})"),
+        st.tuples(inner, inner).map(lambda t: f"{t[0]}[{t[1]}]"),
+        st.tuples(inner, _names).map(lambda t: f"{t[0]}.{t[1]}"),
+        st.lists(inner, max_size=3).map(lambda xs: f"[{', '.join(xs)}]"),
+        st.lists(inner, max_size=3).map(lambda xs: f"({', '.join(xs)},)"),
+        st.tuples(inner, inner).map(lambda t: f"{{{t[0]}: {t[1]}}}"),
+        st.tuples(inner, inner).map(lambda t: f"[{t[0]} for x in {t[1]} if x]"),
+        st.tuples(inner, inner).map(lambda t: f"{{{t[0]} for y in {t[1]}}}"),
+        st.tuples(inner, inner).map(lambda t: f"*{t[0]}, **{t[1]}"),
+        inner.map(lambda e: f'f"a{{{e}}}b"'),
+        inner.map(lambda e: f"({e})"),
+    )
+
+
+expressions = st.recursive(_atoms, _compound, max_leaves=8)
+
+_statement_forms = [
+    "report {e};", "x = {e};", "{e};", "x: int = {e};", "x += {e};", "return {e};",
+    "if {e} {{ report {e}; }} elif {e} {{ disengage; }} else {{ x = 1; }}",
+    "for x in {e} {{ continue; }}", "while {e} {{ break; }}", "raise {e};", "assert {e}, {e};",
+    "try {{ report {e}; }} except {e} as err {{ report err; }} finally {{ x = 1; }}",
+    "del {e};", "{e} = {e};", "global {e};", "nonlocal x;",
+]
+
+
+@st.composite
+def random_program(draw: st.DrawFn) -> str:
+    def statement() -> str:
+        form = draw(st.sampled_from(_statement_forms))
+        return form.format(e=draw(expressions)) if "{e}" in form else form
+
+    body = " ".join(statement() for _ in range(draw(st.integers(1, 4))))
+    helper_body = " ".join(statement() for _ in range(draw(st.integers(0, 2))))
+    is_async = draw(st.sampled_from(["async ", ""]))
+    trigger = draw(st.sampled_from(["", "Root ", "`root "]))
+    event = draw(st.sampled_from(["entry", "exit"]))
+    decorator = draw(st.sampled_from([
+        "", "@restspec(protocol=APIProtocol.WEBSOCKET)\n", "@restspec(broadcast=True)\n",
+        "@restspec(method=\"GET\", path=\"/x\")\n"]))
+    return (
+        f"glob LIMIT = {draw(expressions)};\n"
+        f"def helper(x: int) -> int {{ {helper_body} return x; }}\n"
+        f"{decorator}{is_async}walker : pub W {{\n"
+        f"    has y: int = {draw(expressions)};\n"
+        f"    {is_async}can go with {trigger}{event} {{ {body} }}\n"
+        f"}}\n"
+    )
+
+
+def robustness(examples: int) -> settings:
+    return settings(max_examples=examples * SCALE, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+@robustness(400)
+@given(token_soup())
+def test_token_soup_compiles_or_is_diagnosed(text: str) -> None:
+    compile_or_diagnose(text)
+
+
+@robustness(300)
+@given(truncation())
+def test_truncations_compile_or_are_diagnosed(text: str) -> None:
+    compile_or_diagnose(text)
+
+
+@robustness(300)
+@given(splice())
+def test_splices_compile_or_are_diagnosed(text: str) -> None:
+    compile_or_diagnose(text)
+
+
+@robustness(600)
+@given(mutation())
+def test_mutations_compile_or_are_diagnosed(text: str) -> None:
+    compile_or_diagnose(text)
+
+
+@robustness(500)
+@given(random_program())
+def test_random_programs_compile_or_are_diagnosed(text: str) -> None:
+    compile_or_diagnose(text)
+
+
+@robustness(200)
+@given(st.text(max_size=200))
+def test_arbitrary_text_compiles_or_is_diagnosed(text: str) -> None:
+    compile_or_diagnose(text)
+
+
+def test_the_corpus_is_what_it_claims() -> None:
+    # EVERY_FORM compiles (so mutations start from valid code); BAD_SNIPPETS does not.
+    assert isinstance(compile_or_diagnose(EVERY_FORM), Compiled)
+    assert isinstance(compile_or_diagnose(BAD_SNIPPETS), JacError)
+    assert any("chat" in text.lower() for text in CORPUS)
+    assert len(CORPUS) >= 5
+
+
+# ---------------------------------------------------------------- (c) diagnostics
+
+
+@settings(max_examples=100 * SCALE, deadline=None)
+@given(st.sampled_from(CORPUS), st.sampled_from(["\r\n", "\x0c", "\u2028", "\x85", "\x1c"]))
+def test_line_separators_do_not_shift_diagnostics(text: str, separator: str) -> None:
+    # Python's str.splitlines() breaks at characters Lark does not count as newlines.
+    text = text.replace("\n", separator + "\n", 3) if separator != "\r\n" else (
+        text.replace("\n", "\r\n"))
+    compile_or_diagnose(text + "\n@@@\n")
+
+
+@given(st.sampled_from(CORPUS), st.integers(0, 10**6))
+@settings(max_examples=100 * SCALE, deadline=None)
+def test_every_diagnostic_of_a_broken_file_renders(text: str, seed: int) -> None:
+    cut = seed % (len(text) + 1)
+    compile_or_diagnose(text[:cut] + "\x00" + text[cut:])
