@@ -64,7 +64,7 @@ def _build(args: argparse.Namespace) -> int:
     from .compiler import build_file
 
     result = build_file(args.app, args.output)
-    _print_warnings(result.warnings)
+    _print_warnings(result.warnings, args.app)
     return EXIT_OK
 
 
@@ -72,7 +72,7 @@ def _check(args: argparse.Namespace) -> int:
     from .compiler import check_file
 
     warnings = check_file(args.app)
-    _print_warnings(warnings)
+    _print_warnings(warnings, args.app)
     return EXIT_OK
 
 
@@ -91,9 +91,15 @@ def _token(args: argparse.Namespace) -> int:
     return print_token(user=args.user, ttl=args.ttl, app=args.app)
 
 
-def _print_warnings(warnings: list) -> None:
+def _print_warnings(warnings: list, path: Path) -> None:
+    if not warnings:
+        return
+    from .compiler import read_source
+    from .source import Source
+
+    source = Source(str(path), read_source(path))  # as compile_file names it
     for warning in warnings:
-        print(warning.render(), file=sys.stderr)
+        print(warning.render(source), file=sys.stderr)
 
 
 COMMANDS = {"build": _build, "check": _check, "serve": _serve, "token": _token}
