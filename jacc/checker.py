@@ -57,6 +57,8 @@ class ModuleChecker:
         self.diagnostics: list[Diagnostic] = []
         self.walkers: dict[str, n.Walker] = {}
         self.module_names: set[str] = set()
+        self.first_seen: dict[str, Span] = {}
+        self.bound: set[str] = set()  # module names bound so far, in file order
 
     def error(self, code: str, message: str, span: Span, help: str | None = None) -> None:
         self.diagnostics.append(Diagnostic(code, message, span, help))
@@ -64,9 +66,23 @@ class ModuleChecker:
     def run(self) -> list[Diagnostic]:
         self.collect_top_level()
         module_scope = _Scope(self.known_globals())
+        bound_by: dict[int, set[str]] = {}
+        for element, name, _ in self.bindings():
+            bound_by.setdefault(id(element), set()).add(name)
         for element in self.module.body:
             self.visit(element, module_scope)
+            self.bound |= bound_by.get(id(element), set())
         return self.diagnostics
+
+    def check_builtin_name(self, name: str, span: Span) -> None:
+        # Every use of these names compiles to the runtime's: a definition would be ignored.
+        if name in JAC_BUILTINS:
+            self.error("E0205", f"`{name}` is built into Jac and cannot be redefined", span)
+
+    def early(self) -> _Scope:
+        """What code run at import time (glob values, bases, decorators, parameter and
+        `static has` defaults) can see: only the names bound above it."""
+        return _Scope(self.bound | PYTHON_BUILTINS | JAC_BUILTINS)
 
     # ------------------------------------------------------------ names
 
@@ -76,6 +92,9 @@ class ModuleChecker:
             if name.startswith(RESERVED_PREFIX):
                 self.error("E0205", f"names starting with `{RESERVED_PREFIX}` are reserved for "
                            "jacc's generated code", span)
+            if not (isinstance(element, n.ImportFrom)
+                    and element.module.split(".")[0] == "jaclang"):
+                self.check_builtin_name(name, span)
             if name in first_seen:
                 self.error("E0201", f"`{name}` is defined more than once", span,
                            help=f"the first definition is on line {first_seen[name].line}")
@@ -84,6 +103,7 @@ class ModuleChecker:
             if isinstance(element, n.Walker) and name not in self.walkers:
                 self.walkers[name] = element
         self.module_names = set(first_seen)
+        self.first_seen = first_seen
 
     def bindings(self):
         for element in self.module.body:
@@ -138,8 +158,11 @@ class ModuleChecker:
         pass
 
     def visit_Glob(self, node: n.Glob, scope: _Scope) -> None:
+        early = self.early()
         for item in node.items:
-            self.visit_all((item.annotation, item.value), scope)
+            self.visit_all((item.annotation,), scope)
+            self.visit(item.value, early)
+            early.names.add(item.name)
 
     def visit_Function(self, node: n.Function, scope: _Scope) -> None:
         self.check_decorators(node.decorators, scope, walker=None)
@@ -153,7 +176,8 @@ class ModuleChecker:
         seen: set[str] = set()
         seen_default = seen_star = False
         for param in params:
-            self.visit_all((param.annotation, param.default), scope)
+            self.visit_all((param.annotation,), scope)  # annotations stay strings
+            self.visit_all((param.default,), self.early())
             if param.kind == "bare_star":
                 seen_star = True
                 continue
@@ -161,6 +185,8 @@ class ModuleChecker:
                 span = _keyword(param.span, param.name) if param.kind == "plain" else param.span
                 self.error("E0204", f"parameter `{param.name}` is declared twice", span)
             seen.add(param.name)
+            self.check_builtin_name(param.name, _keyword(param.span, param.name)
+                                    if param.kind == "plain" else param.span)
             if param.name == "self" and scope.walker is not None:
                 self.error("E0204", "methods get `self` implicitly: do not declare it",
                            param.span, help="remove `self` from the parameters")
@@ -180,20 +206,22 @@ class ModuleChecker:
                 self.error("E0107", "`@restspec` applies to walkers only", decorator.span)
                 continue
             if not is_restspec(decorator):
-                self.visit(decorator.expr, scope)
+                self.visit(decorator.expr, self.early())
 
     # ------------------------------------------------------------ walkers
 
     def visit_Walker(self, node: n.Walker, scope: _Scope) -> None:
         self.check_restspec(node)
         self.check_decorators(node.decorators, scope, walker=node)
-        self.visit_all(node.bases, scope)
+        self.visit_all(node.bases, self.early())
         self.check_members(node, scope)
         members = self.members_of(node)
         inner = _Scope(scope.names, walker=node, members=members)
         for member in node.members:
             if isinstance(member, n.HasField):
-                self.visit_all((member.type, member.default), scope)
+                # A `static has` default runs when the class is made; a field's, per instance.
+                self.visit_all((member.type,), scope)
+                self.visit_all((member.default,), self.early() if member.static else scope)
             elif isinstance(member, n.Ability):
                 self.check_trigger(member)
                 names = scope.names | _bound_names(member.body)
@@ -350,6 +378,7 @@ class ModuleChecker:
 
     def check_target(self, target: n.Expr, scope: _Scope) -> None:
         if isinstance(target, n.Name):
+            self.check_builtin_name(target.id, target.span)
             return
         if isinstance(target, (n.TupleExpr, n.ListExpr)):
             starred = [e for e in target.elts if isinstance(e, n.Starred)]
@@ -369,6 +398,12 @@ class ModuleChecker:
     def visit_Name(self, node: n.Name, scope: _Scope) -> None:
         if node.id == RESTSPEC and scope.knows(node.id):
             self.error("E0107", "`restspec` can only be used as a walker's decorator", node.span)
+        elif not scope.knows(node.id) and node.id in self.first_seen:
+            defined = self.first_seen[node.id]
+            help = (f"it is defined on line {defined.line}, which runs later: move that "
+                    "definition above this line") if defined > node.span else \
+                f"`{node.id}` does not exist until its own definition is complete"
+            self.error("E0402", f"`{node.id}` is used before it is defined", node.span, help=help)
         elif not scope.knows(node.id):
             self.error("E0402", f"`{node.id}` is not defined", node.span,
                        help=_did_you_mean(node.id, scope.all_names() - PYTHON_BUILTINS

@@ -216,6 +216,7 @@ UNSUPPORTED = [
     ("ignore", "walker W {\n    can go with entry {\n        ignore [a];\n    }\n}"),
     ("lambda", "glob key = lambda x: x;"),
     ("yield", "def gen() {\n    yield 1;\n}"),
+    ("pass", "def nothing() {\n    pass;\n}"),
 ]
 
 
@@ -380,3 +381,67 @@ def test_other_decorators_are_python_decorators() -> None:
 def test_an_unknown_decorator_name_is_undefined() -> None:
     [diagnostic] = _diagnostics("\n@cache\ndef f() {}\n")
     assert diagnostic.code == "E0402"
+
+
+# ---------------------------------------------------------------- what runs at import time
+
+
+@pytest.mark.parametrize(("text", "name"), [
+    ("walker A(B) {}\nwalker B {}", "B"),
+    ("walker A(A) {}", "A"),
+    ("glob x = y;\nglob y = 1;", "y"),
+    ("glob x = x;", "x"),
+    ("def f(x: int = g()) -> int {\n    return x;\n}\ndef g() -> int {\n    return 1;\n}", "g"),
+    ("@deco\ndef f() {}\ndef deco(f) {\n    return f;\n}", "deco"),
+    ("walker W {\n    static has n: int = LIMIT;\n}\nglob LIMIT = 1;", "LIMIT"),
+    ("walker W(Mixin) {}\nimport from mylib { Mixin }", "Mixin"),
+])
+def test_a_name_used_at_import_time_before_its_definition(text: str, name: str) -> None:
+    # Python would raise NameError when the built module is imported.
+    [diagnostic] = _diagnostics("\n" + text + "\n")
+    assert diagnostic.code == "E0402"
+    assert diagnostic.message == f"`{name}` is used before it is defined"
+
+
+def test_names_used_later_at_run_time_may_be_defined_below() -> None:
+    text = ("\nglob a = 1, b = a;\nwalker W {\n    has n: int = LIMIT;\n"
+            "    can go with entry { report [helper(), self.n, b]; }\n}\n"
+            "def helper() -> int {\n    return LIMIT;\n}\nglob LIMIT = 7;\n")
+    namespace: dict = {}
+    exec(compile_source(text).code, namespace)
+    import jacc_runtime
+
+    assert jacc_runtime.run(namespace["W"]()) == [[7, 7, 1]]
+
+
+@pytest.mark.parametrize("text", [
+    "glob Root = 1;",
+    "import from mylib { APIProtocol }",
+    "def restspec() {}",
+    "def f(Root: int) {}",
+    "def f() {\n    APIProtocol = 1;\n}",
+    "def f() {\n    for Root in [] {}\n}",
+])
+def test_jac_builtins_cannot_be_redefined(text: str) -> None:
+    # Every use of these names means the runtime's: a definition would be ignored.
+    [diagnostic] = _diagnostics("\n" + text + "\n")
+    assert diagnostic.code == "E0205"
+    assert diagnostic.message.endswith("is built into Jac and cannot be redefined")
+
+
+def test_jac_builtins_may_be_imported_from_jaclang() -> None:
+    compile_source("\nimport from jaclang.runtimelib.server { APIProtocol, Root }\n"
+                   "@restspec(protocol=APIProtocol.WEBSOCKET)\nasync walker W {\n"
+                   "    async can a with Root entry { report 1; }\n}\n")
+
+
+@pytest.mark.parametrize("snippet", [
+    "def f() {\n    pass;\n}",
+    "def f() {\n    pass = 1;\n}",
+    "def f(x: int) {\n    return x.pass;\n}",
+])
+def test_pythons_pass_is_not_a_name(snippet: str) -> None:
+    # A name Python reserves would make `jacc build` write a module that does not compile.
+    diagnostics = _diagnostics("\n" + snippet + "\n")
+    assert diagnostics[0].code == "E0901"
+    assert diagnostics[0].message == "`pass` is not supported by jacc"
