@@ -1,0 +1,209 @@
+"""Benchmark: jacc serve against the bare Starlette stack, side by side, same client.
+
+Starts `jacc serve bench/app.jac` and `bench/bare_app.py` on free loopback ports
+and drives both with the same `websockets` client:
+
+1. one connection × N sequential round trips: msg/s, p50, p99, server CPU per message;
+2. 50 connections × 200 round trips each, concurrently;
+3. 100 listeners of a broadcast walker while one of them sends 200 messages:
+   deliveries/s and p99 delivery latency;
+4. memory: server RSS before, with 1,000 idle connections, and after they close.
+
+    python bench/ws.py [--round-trips 2000] [--skip-idle]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from websockets.asyncio.client import connect
+
+BENCH = Path(__file__).resolve().parent
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_listening(port: int, process: subprocess.Popen, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited with {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit("server did not start")
+
+
+@contextmanager
+def server(command: list[str], port: int, cwd: Path):
+    env = dict(os.environ, JACC_JWT_SECRET="bench-secret-" + "x" * 40)
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        wait_until_listening(port, process)
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def round_trips(url: str, count: int) -> list[float]:
+    latencies = []
+    async with connect(url) as ws:
+        for i in range(count):
+            start = time.perf_counter()
+            await ws.send(json.dumps({"message": f"hello {i}", "client_id": "bench"}))
+            reply = json.loads(await ws.recv())
+            latencies.append(time.perf_counter() - start)
+            assert reply["ok"], reply
+    return latencies
+
+
+async def single(base: str, pid: int, count: int) -> dict:
+    await round_trips(base + "/ws/EchoMessage", 200)  # warm up
+    cpu = cpu_seconds(pid)
+    start = time.perf_counter()
+    latencies = await round_trips(base + "/ws/EchoMessage", count)
+    elapsed = time.perf_counter() - start
+    return {"msg/s": count / elapsed, "p50 ms": percentile(latencies, 0.5) * 1e3,
+            "p99 ms": percentile(latencies, 0.99) * 1e3,
+            "cpu µs/msg": (cpu_seconds(pid) - cpu) / count * 1e6}
+
+
+async def concurrent(base: str, connections: int, each: int) -> dict:
+    start = time.perf_counter()
+    results = await asyncio.gather(*(round_trips(base + "/ws/EchoMessage", each)
+                                     for _ in range(connections)))
+    elapsed = time.perf_counter() - start
+    latencies = [x for r in results for x in r]
+    return {"msg/s": len(latencies) / elapsed, "p50 ms": percentile(latencies, 0.5) * 1e3,
+            "p99 ms": percentile(latencies, 0.99) * 1e3}
+
+
+async def broadcast(base: str, listeners: int, messages: int) -> dict:
+    url = base + "/ws/ChatRoom"
+    sockets = [await connect(url) for _ in range(listeners)]
+    sent_at: dict[str, float] = {}
+    latencies: list[float] = []
+
+    async def listen(ws, expected: int) -> None:
+        for _ in range(expected):
+            reply = json.loads(await ws.recv())
+            content = reply["data"]["reports"][0]["content"]
+            latencies.append(time.perf_counter() - sent_at[content])
+
+    try:
+        readers = [asyncio.create_task(listen(ws, messages)) for ws in sockets[1:]]
+        start = time.perf_counter()
+        sender = sockets[0]
+        for i in range(messages):
+            content = f"m{i}"
+            sent_at[content] = time.perf_counter()
+            await sender.send(json.dumps({"message": content, "sender": "bench"}))
+            reply = json.loads(await sender.recv())
+            latencies.append(time.perf_counter() - sent_at[content])
+        await asyncio.gather(*readers)
+        elapsed = time.perf_counter() - start
+    finally:
+        for ws in sockets:
+            await ws.close()
+    return {"deliveries/s": listeners * messages / elapsed,
+            "p50 ms": percentile(latencies, 0.5) * 1e3, "p99 ms": percentile(latencies, 0.99) * 1e3}
+
+
+async def idle(base: str, pid: int, count: int) -> dict:
+    before = rss_mb(pid)
+    sockets = []
+    for _ in range(count):
+        sockets.append(await connect(base + "/ws/EchoMessage"))
+    await asyncio.sleep(0.5)
+    during = rss_mb(pid)
+    for ws in sockets:
+        await ws.close()
+    await asyncio.sleep(1.0)
+    return {"RSS before MB": before, f"RSS {count} idle MB": during, "RSS after MB": rss_mb(pid)}
+
+
+async def measure(base: str, pid: int, args: argparse.Namespace) -> dict:
+    results = {
+        "1 connection": await single(base, pid, args.round_trips),
+        "50 connections x 200": await concurrent(base, 50, 200),
+        "broadcast 100 x 200": await broadcast(base, 100, 200),
+    }
+    if not args.skip_idle:
+        results["1,000 idle connections"] = await idle(base, pid, 1000)
+    return results
+
+
+def print_table(jacc: dict, bare: dict) -> None:
+    for scenario, figures in jacc.items():
+        print(f"\n{scenario}")
+        print(f"  {'':22}{'jacc':>12}{'bare':>12}{'jacc/bare':>11}")
+        for key, value in figures.items():
+            other = bare[scenario][key]
+            ratio = value / other if other else float("nan")
+            print(f"  {key:22}{value:>12.2f}{other:>12.2f}{ratio:>10.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--round-trips", type=int, default=2000)
+    parser.add_argument("--skip-idle", action="store_true")
+    args = parser.parse_args()
+
+    results = {}
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        (folder / "app.jac").write_text((BENCH / "app.jac").read_text())
+        # jacc's limits are for the internet; the benchmark measures the hot path.
+        (folder / "jacc.toml").write_text(
+            "[websocket]\nmessages_per_second = 1000000\nmax_connections_per_user = 100000\n")
+        sides = {
+            "jacc": [sys.executable, "-m", "jacc", "serve", "app.jac", "--port", "{port}"],
+            "bare": [sys.executable, str(BENCH / "bare_app.py"), "{port}"],
+        }
+        for name, command in sides.items():
+            port = free_port()
+            with server([c.format(port=port) for c in command], port, folder) as process:
+                results[name] = asyncio.run(measure(f"ws://127.0.0.1:{port}", process.pid, args))
+    print("jacc serve vs bare Starlette/uvicorn (same client, same machine, same run)")
+    print_table(results["jacc"], results["bare"])
+
+
+if __name__ == "__main__":
+    main()
