@@ -20,6 +20,8 @@ from .source import Span
 JAC_BUILTINS = frozenset({"Root", "APIProtocol", RESTSPEC})
 PYTHON_BUILTINS = frozenset(dir(builtins)) | {"__name__", "__file__", "__doc__"}
 RESERVED_PREFIX = "_jacc"
+# Overriding these would silently stop fields from being set (runtime/walker.py).
+_WALKER_INTERNALS = frozenset({"__init__", "__new__", "__init_subclass__", "__jacc_spec__"})
 
 
 def check(module: n.Module) -> list[Diagnostic]:
@@ -175,11 +177,23 @@ class ModuleChecker:
     def check_params(self, params: tuple[n.Param, ...], scope: _Scope) -> None:
         seen: set[str] = set()
         seen_default = seen_star = False
+        double_star: n.Param | None = None
+        bare_star: n.Param | None = None
         for param in params:
             self.visit_all((param.annotation,), scope)  # annotations stay strings
             self.visit_all((param.default,), self.early())
+            if double_star is not None:
+                self.error("E0003", f"no parameter can follow `**{double_star.name}`",
+                           param.span)
+            elif param.kind in ("star", "bare_star") and seen_star:
+                self.error("E0003", "only one `*` is allowed among the parameters", param.span)
+            if param.kind == "double_star":
+                double_star = param
+            if bare_star is not None and param.kind == "plain":
+                bare_star = None  # it has its keyword-only parameter
             if param.kind == "bare_star":
                 seen_star = True
+                bare_star = param
                 continue
             if param.name in seen:
                 span = _keyword(param.span, param.name) if param.kind == "plain" else param.span
@@ -198,6 +212,9 @@ class ModuleChecker:
                 elif seen_default:
                     self.error("E0003", f"parameter `{param.name}` without a default follows "
                                "one with a default", param.span)
+        if bare_star is not None:
+            self.error("E0003", "a bare `*` must be followed by a named parameter",
+                       bare_star.span)
 
     def check_decorators(self, decorators: tuple[n.Decorator, ...], scope: _Scope,
                          walker: n.Walker | None) -> None:
@@ -251,10 +268,15 @@ class ModuleChecker:
             if not member.name:
                 continue
             span = member.name_span if isinstance(member, n.Function) else \
-                _keyword(member.span, member.name)
+                _keyword(member.span, member.name) if isinstance(member, n.HasField) else \
+                member.span
             if member.name.startswith(RESERVED_PREFIX):
                 self.error("E0205", f"names starting with `{RESERVED_PREFIX}` are reserved for "
                            "jacc's generated code", span)
+            if member.name in _WALKER_INTERNALS:
+                self.error("E0205", f"`{member.name}` is reserved: the runtime makes walkers "
+                           "from their fields", span,
+                           help="set things up in an entry ability instead")
             if member.name in first_seen:
                 kind = "field" if isinstance(member, n.HasField) else "member"
                 self.error("E0202", f"{kind} `{member.name}` is declared more than once in "
@@ -447,6 +469,14 @@ class ModuleChecker:
     def visit_Call(self, node: n.Call, scope: _Scope) -> None:
         self.visit(node.func, scope)
         self.visit_all(node.args, scope)
+        # Arguments are split into positional and keyword ones: their order is the spans'.
+        first_keyword = min((k.span for k in node.keywords), default=None)
+        first_unpack = min((k.span for k in node.keywords if k.name is None), default=None)
+        for arg in node.args:
+            if not isinstance(arg, n.Starred) and first_keyword and arg.span > first_keyword:
+                self.error("E0003", "positional argument follows keyword argument", arg.span)
+            elif first_unpack and arg.span > first_unpack:
+                self.error("E0003", "`*` argument follows a `**` argument", arg.span)
         seen: set[str] = set()
         for keyword in node.keywords:
             if keyword.name is not None:

@@ -85,7 +85,9 @@ class Lower(Transformer):
                 body.extend(item)
             else:
                 body.append(item)
-        span = _span(*items) if items else Span(1, 1, 1, 1)
+        # Imports arrive as tuples of nodes: take the spans of what they hold.
+        spans = sorted(s for s in map(_span_of, [*body, *items]) if s is not None)
+        span = spans[0].to(spans[-1]) if spans else Span(1, 1, 1, 1)
         return n.Module(span, docstring, tuple(body))
 
     def fstring_expr(self, items: list) -> Any:

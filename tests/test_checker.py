@@ -445,3 +445,53 @@ def test_pythons_pass_is_not_a_name(snippet: str) -> None:
     diagnostics = _diagnostics("\n" + snippet + "\n")
     assert diagnostics[0].code == "E0901"
     assert diagnostics[0].message == "`pass` is not supported by jacc"
+
+
+# ---------------------------------------------------------------- Python's own rules
+
+
+@pytest.mark.parametrize(("snippet", "message"), [
+    ("f(a=1, 2)", "positional argument follows keyword argument"),
+    ("f(**a, 2)", "positional argument follows keyword argument"),
+    ("f(**a, *a)", "`*` argument follows a `**` argument"),
+])
+def test_argument_order_follows_python(snippet: str, message: str) -> None:
+    # The nodes keep positional and keyword arguments apart: without this check a
+    # call Python refuses would be compiled with its arguments silently reordered.
+    [diagnostic] = _diagnostics(f"\ndef f(*a, **k) {{\n    return {snippet};\n}}\n")
+    assert (diagnostic.code, diagnostic.message) == ("E0003", message)
+    assert diagnostic.span.line == 3
+
+
+def test_argument_orders_python_accepts() -> None:
+    compile_source("\ndef f(*a, **k) {\n    return f(1, *a, x=1, *a, **k, y=2);\n}\n")
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ("*", "a bare `*` must be followed by a named parameter"),
+    ("*, **k", "a bare `*` must be followed by a named parameter"),
+    ("**k, a", "no parameter can follow `**k`"),
+    ("*a, *b", "only one `*` is allowed among the parameters"),
+    ("*a, *, b", "only one `*` is allowed among the parameters"),
+])
+def test_parameter_lists_python_refuses(params: str, message: str) -> None:
+    [diagnostic] = _diagnostics(f"\ndef f({params}) {{}}\n")
+    assert (diagnostic.code, diagnostic.message) == ("E0003", message)
+
+
+@pytest.mark.parametrize("params", ["*, a", "*, a, b=1, **c", "a, *b, c, **d", "a=1, *, b"])
+def test_parameter_lists_python_accepts(params: str) -> None:
+    compile_source(f"\ndef f({params}) {{}}\n")
+
+
+@pytest.mark.parametrize("name", ["__init__", "__new__", "__init_subclass__"])
+def test_a_walker_cannot_replace_its_constructor(name: str) -> None:
+    [diagnostic] = _diagnostics(f"\nwalker W {{\n    has x: int;\n    def {name}() {{}}\n}}\n")
+    assert diagnostic.code == "E0205"
+    assert diagnostic.span == Span(4, 9, 4, 8 + len(name))
+
+
+def test_a_duplicate_ability_points_at_the_second_one() -> None:
+    text = "\nwalker W {\n    can go with entry {}\n    can go with exit {}\n}\n"
+    [diagnostic] = _diagnostics(text)
+    assert (diagnostic.code, diagnostic.span.line, diagnostic.span.column) == ("E0202", 4, 5)

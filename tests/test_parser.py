@@ -412,3 +412,10 @@ def test_module_and_walker_docstrings() -> None:
     assert module.docstring == "Module doc."
     [walker] = module.body
     assert walker.docstring == "Inner doc."
+
+
+@pytest.mark.parametrize("text", ["\nimport asyncio;", "\nimport os, json;\n", "",
+                                  "\n# only a comment\n", '\n"""Only a docstring."""\n'])
+def test_files_with_nothing_but_imports_or_nothing_at_all(text: str) -> None:
+    compiled = compile_source(text)
+    compile(compiled.tree, "app.jac", "exec")
