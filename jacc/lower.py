@@ -627,6 +627,10 @@ def _split_fstring(body: str, offset: int, literal: Callable, position: Callable
         end, conversion_at, spec_at = _field_end(body, i + 1)
         expr_end = conversion_at if conversion_at is not None else spec_at if spec_at is not None else end
         expr_text = body[i + 1: expr_end]
+        shown = None  # `{x=}` and `{x = }` show their own text, then the value
+        if expr_text.rstrip().endswith("=") and not expr_text.rstrip().endswith(
+                ("==", "!=", "<=", ">=")):
+            shown, expr_text = expr_text, expr_text.rstrip()[:-1]
         if not expr_text.strip():
             raise _FStringError("f-string: empty expression not allowed")
         line, column = position(offset + i + 1)
@@ -641,6 +645,10 @@ def _split_fstring(body: str, offset: int, literal: Callable, position: Callable
             spec_parts = _split_fstring(body[spec_at + 1: end], offset + spec_at + 1, literal,
                                         position, parse_expr)
             spec = n.FString(expr.span, tuple(_merge_text(spec_parts)))
+        if shown is not None:
+            parts.append(shown)
+            if conversion is None and spec is None:
+                conversion = "r"  # Python's default for `{x=}`
         parts.append(n.FormattedValue(expr.span, expr, conversion, spec))
         i = end + 1
     parts.append(_fstring_literal(chunk, literal))

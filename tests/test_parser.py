@@ -419,3 +419,16 @@ def test_module_and_walker_docstrings() -> None:
 def test_files_with_nothing_but_imports_or_nothing_at_all(text: str) -> None:
     compiled = compile_source(text)
     compile(compiled.tree, "app.jac", "exec")
+
+
+def test_fstring_self_documenting_expressions(tmp_path: Path) -> None:
+    # Python's `{x=}`: the text as written, then repr (or the conversion / spec given).
+    exprs = ['f"{x=}"', 'f"{x = !s:>4}"', 'f"{x=:>3}"', 'f"{x == 3}"', "f\"{ 's' = }\"",
+             'f"a{1+1=}b"', 'f"{x!r}"']
+    expected = [eval(e, {"x": 3}) for e in exprs]
+    assert expected[0] == "x=3"
+    source = tmp_path / "app.jac"
+    source.write_text("\nwalker W {\n    can a with entry {\n        x = 3;\n"
+                      f"        report [{', '.join(exprs)}];\n    }}\n}}\n", encoding="utf-8")
+    built = _import(build_file(source).path, "fstring_debug")
+    assert jacc_runtime.run(built.W()) == [expected]
