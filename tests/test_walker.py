@@ -463,3 +463,24 @@ def test_compiled_missing_field_and_spec() -> None:
     assert (spec.protocol, spec.broadcast, spec.public, spec.is_async) == (
         "http", False, False, True)
     assert isinstance(app["Child"](name="x"), jacc_runtime.Walker)
+
+
+@pytest.mark.xfail(strict=True, reason="Disengage derives from Exception, so a user's "
+                   "`except Exception` swallows it; it should derive from BaseException "
+                   "(runtime/walker.py)")
+def test_disengage_is_not_caught_by_except_exception() -> None:
+    app = _compiled('''
+walker W {
+    can a with entry {
+        try {
+            disengage;
+        } except Exception as error {
+            report "caught";
+        } finally {
+            report "finally";
+        }
+        report "after";
+    }
+}
+''')
+    assert run(app["W"]()) == ["finally"]
