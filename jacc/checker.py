@@ -453,7 +453,8 @@ class ModuleChecker:
     def visit_Attribute(self, node: n.Attribute, scope: _Scope) -> None:
         self.visit(node.value, scope)
         if isinstance(node.value, n.SelfRef) and scope.walker is not None \
-                and scope.members is not None and node.attr not in scope.members:
+                and scope.members is not None and node.attr not in scope.members \
+                and not _is_dunder(node.attr):  # `self.__class__` and the like: every object's
             self.error("E0401", f"`{scope.walker.name}` has no field or method `{node.attr}`",
                        node.attr_span, help=_did_you_mean(node.attr, scope.members))
 
@@ -547,6 +548,10 @@ def _keyword_span(decorators: tuple[n.Decorator, ...], name: str) -> Span | None
                 if keyword.name == name:
                     return keyword.span
     return None
+
+
+def _is_dunder(name: str) -> bool:
+    return len(name) > 4 and name.startswith("__") and name.endswith("__")
 
 
 def _keyword(span: Span, word: str) -> Span:

@@ -495,3 +495,15 @@ def test_a_duplicate_ability_points_at_the_second_one() -> None:
     text = "\nwalker W {\n    can go with entry {}\n    can go with exit {}\n}\n"
     [diagnostic] = _diagnostics(text)
     assert (diagnostic.code, diagnostic.span.line, diagnostic.span.column) == ("E0202", 4, 5)
+
+
+def test_pythons_own_attributes_of_self_are_known() -> None:
+    text = ("\nwalker W {\n    can a with entry {\n"
+            "        report [self.__class__.__name__, type(self.__dict__).__name__,\n"
+            "                self.__doc__];\n"
+            "    }\n}\n")
+    namespace: dict = {}
+    exec(compile_source(text).code, namespace)
+    import jacc_runtime
+
+    assert jacc_runtime.run(namespace["W"]()) == [["W", "dict", None]]
