@@ -18,7 +18,7 @@ from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, Unex
 from . import nodes as n
 from .diagnostics import Diagnostic, JacError
 from .lexer import JacLexer
-from .lower import Lower, _FStringError
+from .lower import Lower, _FStringError, _span_of
 from .source import Source, Span
 
 _UNSUPPORTED_PREFIX = "UNSUPPORTED_"
@@ -107,19 +107,46 @@ def _syntax_diagnostic(source: Source, error: UnexpectedInput) -> Diagnostic:
             return Diagnostic("E0002", "unterminated string literal", span)
         return Diagnostic("E0001", f"unexpected character `{char}`", span)
     if isinstance(error, UnexpectedToken) and error.token.type != "$END":
-        expected = _describe_expected(error.expected)
+        acceptable = _acceptable(error)
+        expected = _describe_expected(acceptable)
         span = Span.of_token(error.token)
         if "NAME" in error.expected and _is_keyword(error.token):
             return Diagnostic("E0001", f"`{error.token}` is a keyword and cannot be used as a name",
                               span, help=f"rename it, for example `{error.token}_`")
         found = str(error.token).splitlines()[0] if str(error.token) else error.token.type
+        if expected == "`;`":
+            # Point where the `;` belongs, right after what came before, like rustc.
+            span = _after_previous(error) or span
         return Diagnostic("E0001", f"expected {expected}, found `{found}`", span,
-                          help=_help_for(error.expected))
+                          help=_help_for(acceptable))
     expected = _describe_expected(getattr(error, "expected", set()) or set())
     line_count = source.text.count("\n") + 1
     last = source.line(line_count)
     span = Span(line_count, len(last) + 1, line_count, len(last) + 1)
     return Diagnostic("E0001", f"unexpected end of file, expected {expected}", span)
+
+
+def _acceptable(error: UnexpectedToken) -> set[str]:
+    """The tokens that really could come next.
+
+    LALR merges states, so `error.expected` lists tokens that only some merged
+    context accepts; trying each one on a copy of the parser gives the exact set.
+    """
+    try:
+        accepted = error.interactive_parser.accepts()
+    except Exception:  # noqa: BLE001 - an approximation is fine for a message
+        return set(error.expected)
+    return accepted or set(error.expected)
+
+
+def _after_previous(error: UnexpectedToken) -> Span | None:
+    """The column just after the last thing the parser accepted."""
+    stack = getattr(getattr(error, "state", None), "value_stack", None)
+    previous = _span_of(stack[-1]) if stack else None
+    if previous is None:
+        return None
+    line, column = previous.end_line, previous.end_column + 1
+    return Span(line, column, line, column)
 
 
 def _is_keyword(token: Token) -> bool:
@@ -139,15 +166,21 @@ def _terminal_text(name: str) -> str:
             "NUMBER": "a number"}.get(name, name.lower())
 
 
+# Terminals worth naming first when the parser expects many things.
+_SALIENT = ("SEMICOLON", "RBRACE", "LBRACE", "RPAR", "RSQB", "COLON", "$END")
+
+
 def _describe_expected(expected: set[str]) -> str:
     names = {name for name in expected if not name.startswith(_UNSUPPORTED_PREFIX)}
-    if "SEMICOLON" in names:
-        return "`;`"
-    texts = sorted({_terminal_text(name) for name in names})
+    salient = [name for name in _SALIENT if name in names]
+    if salient:
+        texts = [_terminal_text(name) for name in salient[:3]]
+    else:
+        texts = sorted({_terminal_text(name) for name in names})
     if not texts:
         return "something else"
-    if len(texts) > 6:
-        return "one of " + ", ".join(texts[:6]) + ", ..."
+    if len(texts) > 8:
+        return "one of " + ", ".join(texts[:8]) + ", ..."
     return texts[0] if len(texts) == 1 else "one of " + ", ".join(texts)
 
 

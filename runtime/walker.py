@@ -39,8 +39,11 @@ class Root:
     """The node every walker is spawned at. jacc has no graph: the root is a marker."""
 
 
-class Disengage(Exception):
-    """Raised by `disengage;` to end a walk at once."""
+class Disengage(BaseException):
+    """Raised by `disengage;` to end a walk at once.
+
+    A BaseException, like `SystemExit`, so that a user's `except Exception`
+    around the statement cannot swallow it."""
 
 
 @dataclass(frozen=True)

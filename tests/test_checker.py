@@ -287,7 +287,8 @@ def test_parse_error_names_what_was_expected() -> None:
     [diagnostic] = _diagnostics("\ndef f() -> int {\n    return 1\n}\n")
     assert diagnostic.code == "E0001"
     assert diagnostic.message == "expected `;`, found `}`"
-    assert diagnostic.span == Span(4, 1, 4, 1)
+    # Like rustc, the caret stands where the `;` belongs: right after `return 1`.
+    assert diagnostic.span == Span(3, 13, 3, 13)
 
 
 def test_did_you_mean_for_an_unknown_field() -> None:

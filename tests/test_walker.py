@@ -465,9 +465,6 @@ def test_compiled_missing_field_and_spec() -> None:
     assert isinstance(app["Child"](name="x"), jacc_runtime.Walker)
 
 
-@pytest.mark.xfail(strict=True, reason="Disengage derives from Exception, so a user's "
-                   "`except Exception` swallows it; it should derive from BaseException "
-                   "(runtime/walker.py)")
 def test_disengage_is_not_caught_by_except_exception() -> None:
     app = _compiled('''
 walker W {
