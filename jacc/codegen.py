@@ -76,14 +76,18 @@ class CodeGen:
         return method(element)
 
     def element_ImportFrom(self, node: n.ImportFrom) -> list[ast.stmt]:
-        names = [
-            _locate(ast.alias(i.name, i.alias), i.span) for i in node.names
-            if not (node.module.split(".")[0] in JAC_BUILTIN_MODULES
-                    and i.name in (*BUILTIN_NAMES, RESTSPEC))
-        ]
+        from_jac = node.module.split(".")[0] in JAC_BUILTIN_MODULES
+        names, aliases = [], []
+        for item in node.names:
+            if not (from_jac and item.name in (*BUILTIN_NAMES, RESTSPEC)):
+                names.append(_locate(ast.alias(item.name, item.alias), item.span))
+            elif item.alias and item.name in BUILTIN_NAMES:
+                # The runtime provides the name; an alias still needs binding.
+                runtime = _runtime(BUILTIN_NAMES[item.name], item.span)
+                aliases.append(self._assign_name(item.alias, runtime, item.span))
         if not names:
-            return []
-        return [_locate(ast.ImportFrom(node.module, names, 0), node.span)]
+            return aliases
+        return [_locate(ast.ImportFrom(node.module, names, 0), node.span), *aliases]
 
     def element_ImportModule(self, node: n.ImportModule) -> list[ast.stmt]:
         return [_locate(ast.Import([_locate(ast.alias(node.module, node.alias), node.span)]),

@@ -77,14 +77,21 @@ class Lower(Transformer):
     def start(self, items: list) -> n.Module:
         body: list = []
         docstring = None
-        for item in items:
+        pending = None  # a docstring written just before a walker documents it
+        for index, item in enumerate(items):
             if isinstance(item, _Part):  # a docstring
-                if not body and docstring is None:
+                if index == 0:
                     docstring = item.value
-            elif isinstance(item, tuple):
+                else:
+                    pending = item.value
+                continue
+            if isinstance(item, tuple):
                 body.extend(item)
+            elif isinstance(item, n.Walker) and pending is not None and item.docstring is None:
+                body.append(replace(item, docstring=pending))
             else:
                 body.append(item)
+            pending = None
         # Imports arrive as tuples of nodes: take the spans of what they hold.
         spans = sorted(s for s in map(_span_of, [*body, *items]) if s is not None)
         span = spans[0].to(spans[-1]) if spans else Span(1, 1, 1, 1)

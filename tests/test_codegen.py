@@ -207,3 +207,24 @@ def test_field_defaults_may_use_globs_and_functions() -> None:
             "walker W {\n    has tags: list = fresh(), name: str = PREFIX + \"x\";\n"
             "    can go with entry { report [self.tags, self.name]; }\n}\n")
     assert _run(text) == [[["p-"], "p-x"]]
+
+
+def test_a_string_before_a_walker_is_its_docstring() -> None:
+    from jacc.compiler import compile_source
+
+    source = '\n"""The module."""\n\n"""The walker."""\nwalker : pub W { can go with entry { report 1; } }\n'
+    namespace: dict = {}
+    exec(compile_source(source).code, namespace)
+    assert namespace["__doc__"] == "The module."
+    assert namespace["W"].__doc__ == "The walker."
+
+
+def test_an_aliased_jac_builtin_is_bound() -> None:
+    import jacc_runtime
+    from jacc.compiler import compile_source
+
+    source = ("\nimport from jaclang.runtimelib.server { APIProtocol as P }\n"
+              "walker : pub W { can go with entry { report P.WEBSOCKET; } }\n")
+    namespace: dict = {}
+    exec(compile_source(source).code, namespace)
+    assert jacc_runtime.run(namespace["W"]()) == [jacc_runtime.APIProtocol.WEBSOCKET]

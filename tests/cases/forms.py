@@ -176,7 +176,7 @@ class Everything(Base, _jacc.Walker, protocol='websocket', broadcast=True, publi
         _jacc.report(self, f'{type(self).__name__} ran {Everything.runs} times')
 
 class Hidden(Base, _jacc.Walker, protocol='http', broadcast=False, public=False):
-    pass
+    """Private: a walker with a `priv` tag needs a token; no members of its own."""
 
 # Maps lines of this file to lines of the .jac source, for tracebacks.
 __jacc_source__ = 'forms.jac'
