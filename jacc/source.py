@@ -16,8 +16,12 @@ class Span:
 
     @classmethod
     def of_token(cls, token) -> Span:
-        # Lark's end_column points one past the token; ours is the last character.
-        return cls(token.line, token.column, token.end_line, max(token.end_column - 1, token.column))
+        # Lark's end_column points one past the token; ours is the last character. The
+        # floor at `column` (for an empty token) only makes sense on the token's first line.
+        end_column = token.end_column - 1
+        if token.end_line == token.line:
+            end_column = max(end_column, token.column)
+        return cls(token.line, token.column, token.end_line, max(end_column, 1))
 
     def to(self, other: Span) -> Span:
         """The span from the start of self to the end of other."""

@@ -462,6 +462,7 @@ def test_token_soup_compiles_or_is_diagnosed(text: str) -> None:
 
 @robustness(300)
 @given(truncation())
+@example("\nimport asyncio;")  # found by this test: a file of imports only
 def test_truncations_compile_or_are_diagnosed(text: str) -> None:
     compile_or_diagnose(text)
 
@@ -474,6 +475,8 @@ def test_splices_compile_or_are_diagnosed(text: str) -> None:
 
 @robustness(600)
 @given(mutation())
+# Found by this test: a token spanning lines put its end column past its last line.
+@example("@restspec(protocol=APIProtoco'''l.WEBSOCKET)\n'''async walker : pub E {}\n")
 def test_mutations_compile_or_are_diagnosed(text: str) -> None:
     compile_or_diagnose(text)
 
