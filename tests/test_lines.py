@@ -193,3 +193,56 @@ def test_reports_before_the_error_are_not_lost_in_the_traceback(app: types.Modul
     with pytest.raises(RuntimeError):
         jacc_runtime.run(walker)
     assert walker._jacc_reports == [7]
+
+
+# Each body raises on the line marked `# here` (the first of a multi-line statement
+# where Python reports the statement's start); every statement kind that codegen
+# emits and a traceback can stop in.
+STATEMENTS = {
+    "if_test": "x = 0;\nif 1 / x {  # here\n    report 1;\n}",
+    "elif_test": "x = 0;\nif x {\n    report 1;\n} elif 1 / x {  # here\n    report 2;\n}",
+    "else_body": "x = 0;\nif x {\n    report 1;\n} else {\n    report 1 / x;  # here\n}",
+    "for_iter": "for i in 1 / 0 {  # here\n    report i;\n}",
+    "for_body": "for i in [1, 0] {\n    report 1 / i;  # here\n}",
+    "while_test": "x = 0;\nwhile 1 / x {  # here\n    x += 1;\n}",
+    "try_body": "try {\n    report 1 / 0;  # here\n} finally {\n    report 2;\n}",
+    "except_body": ("try {\n    report 1 / 0;\n} except ZeroDivisionError {\n"
+                    "    raise KeyError(1);  # here\n}"),
+    "finally_body": "try {\n    report 1;\n} finally {\n    report {}[0];  # here\n}",
+    "comprehension": "report [1 / i for i in [1, 0]];  # here",
+    "assert": "assert False, \"no\";  # here",
+    "augmented": "x = 1;\nx /= 0;  # here",
+    "del": "d = {};\ndel d[\"k\"];  # here",
+    "f_string": "report f\"{1 / 0}\";  # here",
+    "call_in_arg": "report len(\n    5);  # here-1",
+}
+
+
+def _case_source(body: str) -> tuple[str, int]:
+    indented = "\n".join("        " + line for line in body.split("\n"))
+    source = f"\n\nwalker : pub W {{\n    can go with entry {{\n{indented}\n    }}\n}}\n"
+    lines = source.split("\n")
+    marked = next(i for i, line in enumerate(lines, 1) if "# here" in line)
+    offset = int(lines[marked - 1].split("# here")[1] or 0)
+    return source, marked + offset
+
+
+@pytest.mark.parametrize("mode", ["built", "in_memory"])
+@pytest.mark.parametrize("case", sorted(STATEMENTS))
+def test_every_statement_kind_maps_to_its_line(case: str, mode: str, tmp_path: Path) -> None:
+    source, expected = _case_source(STATEMENTS[case])
+    (tmp_path / "app.jac").write_text(source, encoding="utf-8")
+    if mode == "built":
+        build_file(tmp_path / "app.jac", tmp_path / "app.py")
+        spec = importlib.util.spec_from_file_location(f"jacc_test_case_{case}", tmp_path / "app.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    else:
+        module = load_module(tmp_path / "app.jac")
+    with pytest.raises(Exception) as info:
+        jacc_runtime.run(module.W())
+    text = "".join(traceback.format_exception(info.value, chain=False))
+    frames = _jac_frames(text)
+    assert frames and frames[0] == (expected, "go"), text
+    # A comprehension runs in a frame of its own, on the same line.
+    assert all(line == expected for line, _ in frames), text
