@@ -1,0 +1,133 @@
+"""The registry and per-connection outbound queues (runtime/connections.py)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from jacc_runtime.connections import Connection, ConnectionRegistry
+from jacc_runtime.protocol import CLOSE_GOING_AWAY, CLOSE_TOO_SLOW
+
+
+class FakeSocket:
+    """An ASGI send that records messages and can be made to block like a full buffer."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict] = []
+        self.writable = asyncio.Event()
+        self.writable.set()
+
+    async def send(self, message: dict) -> None:
+        await self.writable.wait()
+        self.sent.append(message)
+
+    @property
+    def texts(self) -> list[str]:
+        return [m["text"] for m in self.sent if m["type"] == "websocket.send"]
+
+    @property
+    def close(self) -> dict | None:
+        closes = [m for m in self.sent if m["type"] == "websocket.close"]
+        return closes[0] if closes else None
+
+
+def connection(socket: FakeSocket, walker="Chat", queue_frames=4, send_timeout=5.0) -> Connection:
+    return Connection(socket.send, walker, queue_frames=queue_frames, send_timeout=send_timeout)
+
+
+def test_replies_and_broadcasts_keep_their_order():
+    async def scenario():
+        socket = FakeSocket()
+        conn = connection(socket)
+        sender = conn.start()
+        await conn.reply("1")
+        conn.enqueue("2")
+        await conn.reply("3")  # queued behind "2", not sent ahead of it
+        conn.close(CLOSE_GOING_AWAY, "bye")
+        await asyncio.wait_for(sender, 1)
+        return socket
+
+    socket = asyncio.run(scenario())
+    assert socket.texts == ["1", "2", "3"]
+    assert socket.close == {"type": "websocket.close", "code": 1001, "reason": "bye"}
+
+
+def test_overflow_closes_with_4408_and_drops_the_backlog():
+    async def scenario():
+        socket = FakeSocket()
+        socket.writable.clear()  # the peer stopped reading
+        conn = connection(socket, queue_frames=3)
+        sender = conn.start()
+        for i in range(10):
+            conn.enqueue(str(i))
+            await asyncio.sleep(0)
+        assert conn.close_code == CLOSE_TOO_SLOW
+        socket.writable.set()  # the peer reads again: it gets what was in flight, then the close
+        await asyncio.wait_for(sender, 1)
+        return socket
+
+    socket = asyncio.run(scenario())
+    assert socket.texts == ["0"]
+    assert socket.close == {"type": "websocket.close", "code": 4408, "reason": "too slow"}
+
+
+def test_a_stuck_send_times_out_with_4408_then_lets_go():
+    async def scenario():
+        socket = FakeSocket()
+        socket.writable.clear()
+        conn = connection(socket, send_timeout=0.05)
+        sender = conn.start()
+        conn.enqueue("never delivered")
+        await asyncio.sleep(0.08)
+        assert conn.close_code == CLOSE_TOO_SLOW
+        # It cannot even take the close frame: the sender gives up after one more period.
+        await asyncio.wait((sender,), timeout=1)
+        assert sender.done() and conn.disconnected
+        conn.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_frames_after_a_close_are_dropped():
+    async def scenario():
+        socket = FakeSocket()
+        conn = connection(socket)
+        sender = conn.start()
+        conn.close(CLOSE_GOING_AWAY)
+        conn.enqueue("late")
+        await conn.reply("late too")
+        await asyncio.wait_for(sender, 1)
+        return socket
+
+    socket = asyncio.run(scenario())
+    assert socket.texts == []
+    assert socket.close["code"] == CLOSE_GOING_AWAY
+
+
+def test_registry_delivers_one_frame_object_to_admitted_connections_only():
+    async def scenario():
+        registry = ConnectionRegistry()
+        sockets = [FakeSocket() for _ in range(3)]
+        conns = [connection(s) for s in sockets]
+        other = connection(FakeSocket(), walker="Other")
+        for conn in [*conns, other]:
+            registry.add(conn)
+        registry.admit(conns[0])
+        registry.admit(conns[1])
+        registry.admit(other)
+        frame = "x" * 1000
+        for conn in conns:
+            conn.start()
+        registry.deliver("Chat", frame)
+        await asyncio.sleep(0.01)
+        assert sockets[0].sent[0]["text"] is frame and sockets[1].sent[0]["text"] is frame
+        assert sockets[2].sent == []  # never admitted: never receives
+        assert len(registry) == 4 and registry.counts() == {"Chat": 3, "Other": 1}
+        closing = asyncio.create_task(registry.close_all(CLOSE_GOING_AWAY, timeout=1))
+        await asyncio.sleep(0.01)
+        for conn in [*conns, other]:
+            registry.discard(conn)
+        await closing
+        assert len(registry) == 0 and registry.counts() == {}
+        registry.deliver("Chat", frame)  # no listeners left: a no-op
+
+    asyncio.run(scenario())

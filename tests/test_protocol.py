@@ -1,0 +1,196 @@
+"""Frames in and out (runtime/protocol.py): parsing, field checks, envelopes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jacc_runtime import Walker, entry, field, report
+from jacc_runtime.protocol import (
+    EXECUTION_ERROR,
+    INTERNAL_ERROR,
+    INVALID_PAYLOAD,
+    ProtocolError,
+    WalkerBinding,
+    decode_object,
+    describe_exception,
+    error_frame,
+    pong_frame,
+    run_walker,
+    success_frame,
+)
+
+
+class Echo(Walker, protocol="websocket", public=True):
+    message = field("str")
+    client_id = field("str", lambda: "anonymous")
+    tags = field("list[str]", lambda: [])
+
+    @entry
+    async def echo(self):
+        report(self, {"echo": self.message, "client_id": self.client_id})
+
+
+class Typed(Walker, protocol="websocket", public=True):
+    type = field("str")
+    count = field("int | None", lambda: None)
+
+
+class Boom(Walker, protocol="websocket", public=True):
+    @entry
+    async def explode(self):
+        raise ValueError("boom")
+
+
+class Unsendable(Walker, protocol="websocket", public=True):
+    what = field("str")
+
+    @entry
+    async def send(self):
+        values = {"set": {1, 2}, "self": self, "nan": float("nan"), "tuple_key": {(1, 2): 3}}
+        report(self, values[self.what])
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+# --- decoding ----------------------------------------------------------------------
+
+
+def test_decode_text_and_utf8_bytes():
+    assert decode_object('{"message": "hé"}') == {"message": "hé"}
+    assert decode_object('{"message": "hé"}'.encode()) == {"message": "hé"}
+
+
+@pytest.mark.parametrize(
+    ("data", "message", "status"),
+    [
+        ("not json", "not valid JSON: Expecting value at line 1 column 1", 400),
+        ("", "not valid JSON: Expecting value at line 1 column 1", 400),
+        ("[1, 2]", "expected a JSON object, got an array", 400),
+        ('"text"', "expected a JSON object, got a string", 400),
+        ("3", "expected a JSON object, got a number", 400),
+        ("null", "expected a JSON object, got null", 400),
+        ("true", "expected a JSON object, got a boolean", 400),
+        ('{"a": NaN}', "not valid JSON: NaN is not valid JSON", 400),
+        (b"\xff\xfe\x00garbage", "expected UTF-8 JSON text, got binary data", 400),
+        ("[" * 100_000, "JSON nested too deeply", 400),
+    ],
+)
+def test_decode_refuses_everything_but_one_object(data, message, status):
+    with pytest.raises(ProtocolError) as caught:
+        decode_object(data)
+    assert caught.value.code == INVALID_PAYLOAD
+    assert caught.value.message == message
+    assert caught.value.status == status
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.binary(max_size=64), st.text(max_size=64)))
+def test_decode_never_fails_with_anything_but_invalid_payload(data):
+    try:
+        value = decode_object(data)
+    except ProtocolError as error:
+        assert error.code == INVALID_PAYLOAD
+    else:
+        assert isinstance(value, dict)
+
+
+# --- field checks ------------------------------------------------------------------
+
+
+def test_check_accepts_valid_fields_and_defaults():
+    binding = WalkerBinding(Echo)
+    binding.check({"message": "hi"})
+    binding.check({"message": "hi", "client_id": "py", "tags": ["a"]})
+
+
+def test_check_lists_every_problem_with_what_was_expected():
+    binding = WalkerBinding(Echo)
+    with pytest.raises(ProtocolError) as caught:
+        binding.check({"client_id": 3, "tags": ["a", 1], "mesage": "typo"})
+    error = caught.value
+    assert error.code == INVALID_PAYLOAD
+    assert error.status == 422
+    assert error.details == [
+        {"field": "message", "expected": "str", "message": "missing required field"},
+        {"field": "client_id", "expected": "str", "message": "expected str, got int"},
+        {"field": "tags", "expected": "list[str]", "message": "expected list[str], got int at [1]"},
+        {"field": "mesage", "message": "unknown field, did you mean `message`?"},
+    ]
+    assert error.message == "invalid fields for Echo: `message`, `client_id`, `tags`, `mesage`"
+
+
+def test_control_frames_only_where_the_walker_has_no_type_field():
+    assert WalkerBinding(Echo).control_type({"type": "ping"}) == "ping"
+    assert WalkerBinding(Echo).control_type({"type": "refresh", "token": "t"}) == "refresh"
+    assert WalkerBinding(Echo).control_type({"type": "other"}) is None
+    assert WalkerBinding(Typed).control_type({"type": "ping"}) is None
+
+
+# --- frames out --------------------------------------------------------------------
+
+
+def test_success_frame_is_exactly_the_reports_envelope():
+    frame = success_frame([{"echo": "hé"}, 1])
+    assert frame == '{"ok":true,"data":{"reports":[{"echo":"hé"},1]}}'
+    assert success_frame([]) == '{"ok":true,"data":{"reports":[]}}'
+
+
+def test_error_frame_shape():
+    assert json.loads(error_frame("UNAUTHORIZED", "no token given", reason="missing")) == {
+        "ok": False,
+        "error": {"code": "UNAUTHORIZED", "message": "no token given", "reason": "missing"},
+    }
+
+
+def test_pong_frame_carries_milliseconds():
+    frame = json.loads(pong_frame())
+    assert frame["type"] == "pong" and isinstance(frame["ts"], int) and frame["ts"] > 1e12
+
+
+@pytest.mark.parametrize(
+    ("what", "message"),
+    [
+        ("set", "a report holds a value of type `set`, which cannot be sent as JSON"),
+        ("self", "a report holds a value of type `Unsendable`, which cannot be sent as JSON"),
+        ("nan", "a report cannot be sent as JSON: Out of range float values are not JSON compliant"),
+        ("tuple_key", "a report holds a dict whose keys are not strings, numbers, booleans or null"),
+    ],
+)
+def test_unserialisable_reports_are_internal_errors_without_reprs(what, message):
+    reports = run(run_walker(WalkerBinding(Unsendable), {"what": what}))
+    with pytest.raises(ProtocolError) as caught:
+        success_frame(reports)
+    assert caught.value.code == INTERNAL_ERROR
+    assert caught.value.message.startswith(message[:30])
+    assert "<" not in caught.value.message  # no `<object at 0x...>`
+
+
+# --- running -----------------------------------------------------------------------
+
+
+def test_run_walker_returns_reports():
+    reports = run(run_walker(WalkerBinding(Echo), {"message": "hi"}))
+    assert reports == [{"echo": "hi", "client_id": "anonymous"}]
+
+
+def test_execution_error_names_type_and_text_and_logs_the_traceback(caplog):
+    with caplog.at_level(logging.ERROR, logger="jacc.walker"):
+        with pytest.raises(ProtocolError) as caught:
+            run(run_walker(WalkerBinding(Boom), {}))
+    assert caught.value.code == EXECUTION_ERROR
+    assert caught.value.message == "ValueError: boom"
+    assert caught.value.status == 500
+    assert any(record.exc_info and "explode" in caplog.text for record in caplog.records)
+
+
+def test_describe_exception_without_text():
+    assert describe_exception(KeyError()) == "KeyError"
+    assert describe_exception(RuntimeError("x: y")) == "RuntimeError: x: y"
