@@ -1,0 +1,399 @@
+"""The ASGI app (runtime/app.py, runtime/session.py) through Starlette's TestClient.
+
+These are in-process unit tests; tests/e2e/ proves the same against a real
+`jacc serve` process.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+
+import jwt
+import pytest
+from starlette.exceptions import StarletteDeprecationWarning
+from starlette.websockets import WebSocketDisconnect
+
+from jacc_runtime import Walker, entry, field, report
+from jacc_runtime.accounts import AccountStore
+from jacc_runtime.app import JaccApp
+from jacc_runtime.auth import TokenService
+
+with warnings.catch_warnings():
+    # Starlette 1.x prefers `httpx2`; the test extra installs httpx, which still works.
+    warnings.filterwarnings("ignore", category=StarletteDeprecationWarning)
+    from starlette.testclient import TestClient, WebSocketDenialResponse
+
+SECRET = "unit-test-secret-of-at-least-32-bytes!"
+
+
+class EchoMessage(Walker, protocol="websocket", public=True):
+    message = field("str")
+    client_id = field("str", lambda: "anonymous")
+
+    @entry
+    async def echo(self):
+        report(self, {"echo": self.message, "client_id": self.client_id})
+
+
+class SecureChat(Walker, protocol="websocket"):
+    message = field("str")
+
+    @entry
+    async def respond(self):
+        report(self, {"echo": self.message, "authenticated": True})
+
+
+class Typed(Walker, protocol="websocket", public=True):
+    type = field("str")
+
+    @entry
+    async def respond(self):
+        report(self, {"type": self.type})
+
+
+class Boom(Walker, protocol="websocket", public=True):
+    @entry
+    async def explode(self):
+        raise ValueError("boom")
+
+
+class Add(Walker, public=True):
+    a = field("int")
+    b = field("int", lambda: 1)
+
+    @entry
+    def add(self):
+        report(self, self.a + self.b)
+
+
+class Lookup(Walker, public=True, method="GET", path="/lookup"):
+    key = field("str")
+    limit = field("int", lambda: 10)
+
+    @entry
+    def find(self):
+        report(self, {"key": self.key, "limit": self.limit})
+
+
+class Private(Walker):
+    note = field("str | None", lambda: None)
+
+    @entry
+    def run(self):
+        report(self, "secret")
+
+
+class Fails(Walker, public=True):
+    @entry
+    def fail(self):
+        raise KeyError("nope")
+
+
+WALKERS = [EchoMessage, SecureChat, Typed, Boom, Add, Lookup, Private, Fails]
+
+
+@pytest.fixture
+def tokens():
+    return TokenService(SECRET, ttl_seconds=3600)
+
+
+@pytest.fixture
+def client(tokens, tmp_path):
+    with AccountStore(tmp_path / "users.db") as accounts:
+        app = JaccApp(WALKERS, tokens=tokens, accounts=accounts)
+        with TestClient(app) as test_client:
+            yield test_client
+
+
+def send(ws, value) -> dict:
+    ws.send_text(value if isinstance(value, str) else json.dumps(value))
+    return json.loads(ws.receive_text())
+
+
+# --- WebSocket routes ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/ws/EchoMessage", "/ws/walker/EchoMessage"])
+def test_websocket_walker_answers_with_reports_only(client, path):
+    with client.websocket_connect(path) as ws:
+        assert send(ws, {"message": "Hello!", "client_id": "py"}) == {
+            "ok": True,
+            "data": {"reports": [{"echo": "Hello!", "client_id": "py"}]},
+        }
+
+
+@pytest.mark.parametrize("path", ["/ws/Nobody", "/ws/Add", "/ws/walker/Add", "/ws/a/b/c", "/other"])
+def test_upgrades_to_what_is_not_a_websocket_walker_get_404(client, path):
+    with pytest.raises(WebSocketDenialResponse) as caught:
+        with client.websocket_connect(path):
+            pass
+    assert caught.value.status_code == 404
+    assert caught.value.json()["error"]["code"] == "NOT_FOUND"
+
+
+def test_bad_frames_get_errors_and_the_socket_keeps_serving(client):
+    with client.websocket_connect("/ws/EchoMessage") as ws:
+        for bad in ["not json", "[1]", '"x"', "3", {"message": 1}, {"message": "a", "x": 1}, {}]:
+            assert send(ws, bad)["error"]["code"] == "INVALID_PAYLOAD"
+            assert send(ws, {"message": "still here"})["ok"] is True
+        ws.send_bytes(b"\xff\x00\x13")
+        assert json.loads(ws.receive_text())["error"]["code"] == "INVALID_PAYLOAD"
+        ws.send_bytes(json.dumps({"message": "bytes é"}).encode())
+        assert json.loads(ws.receive_text())["data"]["reports"][0]["echo"] == "bytes é"
+
+
+def test_execution_error_keeps_the_socket(client):
+    with client.websocket_connect("/ws/Boom") as ws:
+        error = send(ws, {})["error"]
+        assert error == {"code": "EXECUTION_ERROR", "message": "ValueError: boom"}
+        assert send(ws, {"type": "ping"})["type"] == "pong"
+
+
+def test_control_frames(client):
+    with client.websocket_connect("/ws/EchoMessage") as ws:
+        pong = send(ws, {"type": "ping"})
+        assert pong["type"] == "pong" and isinstance(pong["ts"], int)
+        ws.send_text('{"type": "pong"}')  # absorbed: the next answer is the echo's
+        assert send(ws, {"message": "after pong"})["ok"] is True
+    with client.websocket_connect("/ws/Typed") as ws:
+        # The walker owns `type`: a ping is an ordinary request.
+        assert send(ws, {"type": "ping"}) == {"ok": True, "data": {"reports": [{"type": "ping"}]}}
+
+
+def test_pipelined_frames_are_answered_in_order(client):
+    with client.websocket_connect("/ws/EchoMessage") as ws:
+        for i in range(20):
+            ws.send_text(json.dumps({"message": str(i)}) if i % 3 else "bad")
+        for i in range(20):
+            frame = json.loads(ws.receive_text())
+            if i % 3:
+                assert frame["data"]["reports"][0]["echo"] == str(i)
+            else:
+                assert frame["error"]["code"] == "INVALID_PAYLOAD"
+
+
+# --- authentication ------------------------------------------------------------------
+
+
+def closed_with(ws) -> int:
+    with pytest.raises(WebSocketDisconnect) as caught:
+        ws.receive_text()
+    return caught.value.code
+
+
+def test_private_walker_with_query_token(client, tokens):
+    with client.websocket_connect(f"/ws/SecureChat?token={tokens.issue('alice')}") as ws:
+        assert send(ws, {"message": "hi"})["data"]["reports"][0]["authenticated"] is True
+        # A token on a later frame is removed and ignored.
+        assert send(ws, {"message": "again", "token": "garbage"})["ok"] is True
+
+
+def test_private_walker_with_token_in_first_frame(client, tokens):
+    with client.websocket_connect("/ws/SecureChat") as ws:
+        assert send(ws, {"message": "hi", "token": tokens.issue("alice")})["ok"] is True
+        assert send(ws, {"message": "no token needed now"})["ok"] is True
+
+
+@pytest.mark.parametrize(
+    ("query", "reason"),
+    [("", "missing"), ("?token=garbage", "invalid")],
+)
+def test_unauthenticated_private_connection_gets_unauthorized_then_4401(client, query, reason):
+    with client.websocket_connect(f"/ws/SecureChat{query}") as ws:
+        if not query:
+            ws.send_text(json.dumps({"message": "hi"}))
+        error = json.loads(ws.receive_text())["error"]
+        assert error["code"] == "UNAUTHORIZED" and error["reason"] == reason
+        assert closed_with(ws) == 4401
+
+
+def test_expired_token_is_refused_with_reason(client):
+    expired = jwt.encode({"sub": "alice", "exp": int(time.time()) - 10}, SECRET, algorithm="HS256")
+    with client.websocket_connect("/ws/SecureChat") as ws:
+        error = send(ws, {"message": "hi", "token": expired})["error"]
+        assert error["reason"] == "expired"
+        assert closed_with(ws) == 4401
+
+
+def test_public_walker_ignores_a_bad_token(client):
+    with client.websocket_connect("/ws/EchoMessage?token=garbage") as ws:
+        assert send(ws, {"message": "anonymous is fine"})["ok"] is True
+
+
+def test_refresh_same_user_then_another_user_closes(client, tokens):
+    with client.websocket_connect(f"/ws/SecureChat?token={tokens.issue('alice')}") as ws:
+        assert send(ws, {"type": "refresh", "token": tokens.issue("alice")}) == {
+            "type": "refreshed",
+            "ok": True,
+        }
+        error = send(ws, {"type": "refresh", "token": "garbage"})["error"]
+        assert error["code"] == "UNAUTHORIZED"  # refused, but the old token still holds
+        assert send(ws, {"message": "still open"})["ok"] is True
+        error = send(ws, {"type": "refresh", "token": tokens.issue("mallory")})["error"]
+        assert error["code"] == "UNAUTHORIZED"
+        assert closed_with(ws) == 4401
+
+
+def test_token_expiry_closes_the_connection(tokens):
+    app = JaccApp(WALKERS, tokens=tokens)
+    short = tokens.issue("alice", ttl_seconds=1)
+    with TestClient(app) as client:
+        with client.websocket_connect(f"/ws/SecureChat?token={short}") as ws:
+            assert send(ws, {"message": "hi"})["ok"] is True
+            error = json.loads(ws.receive_text())["error"]  # the expiry timer's frame
+            assert error == {"code": "UNAUTHORIZED", "message": "token expired", "reason": "expired"}
+            assert closed_with(ws) == 4401
+
+
+# --- HTTP walkers ----------------------------------------------------------------------
+
+
+def test_http_walker(client):
+    response = client.post("/walker/Add", json={"a": 2})
+    assert response.status_code == 200
+    assert response.json() == {"ok": True, "data": {"reports": [3]}}
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [("not json", 400), ("[1]", 400), ('{"a": "x"}', 422), ('{"a": 1, "c": 2}', 422), ("{}", 422)],
+)
+def test_http_walker_bad_bodies(client, body, status):
+    response = client.post("/walker/Add", content=body)
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == "INVALID_PAYLOAD"
+
+
+def test_http_walker_errors(client):
+    assert client.post("/walker/EchoMessage", json={"message": "x"}).status_code == 404
+    assert client.post("/walker/Nobody", json={}).json()["error"]["code"] == "NOT_FOUND"
+    failed = client.post("/walker/Fails")
+    assert failed.status_code == 500
+    assert failed.json()["error"] == {"code": "EXECUTION_ERROR", "message": "KeyError: 'nope'"}
+
+
+def test_http_walker_with_method_and_path(client):
+    assert client.get("/walker/Lookup?key=k&limit=3").json()["data"]["reports"] == [
+        {"key": "k", "limit": 3}
+    ]
+    assert client.get("/lookup?key=5").json()["data"]["reports"] == [{"key": "5", "limit": 10}]
+    assert client.put("/walker/Lookup", json={"key": "k"}).status_code == 405
+
+
+def test_private_http_walker_needs_bearer(client, tokens):
+    missing = client.post("/walker/Private", json={})
+    assert missing.status_code == 401 and missing.json()["error"]["reason"] == "missing"
+    bad = client.post("/walker/Private", json={}, headers={"Authorization": "Bearer nope"})
+    assert bad.status_code == 401 and bad.json()["error"]["reason"] == "invalid"
+    good = client.post(
+        "/walker/Private", headers={"Authorization": f"Bearer {tokens.issue('alice')}"}
+    )
+    assert good.json() == {"ok": True, "data": {"reports": ["secret"]}}
+
+
+def test_openapi_lists_http_walkers_only(client):
+    document = client.get("/openapi.json").json()
+    assert document["openapi"].startswith("3.1")
+    paths = document["paths"]
+    assert "/walker/Add" in paths and "/walker/Private" in paths and "/lookup" in paths
+    assert not any("EchoMessage" in path or path.startswith("/ws") for path in paths)
+    body = paths["/walker/Add"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body["properties"] == {"a": {"type": "integer"}, "b": {"type": "integer"}}
+    assert body["required"] == ["a"]
+    private = paths["/walker/Private"]["post"]
+    assert private["security"] == [{"bearerAuth": []}]
+    note = private["requestBody"]["content"]["application/json"]["schema"]["properties"]["note"]
+    assert note == {"anyOf": [{"type": "string"}, {"type": "null"}]}
+    assert {"/user/register", "/user/login", "/user/refresh-token"} <= set(paths)
+
+
+def test_unknown_http_route_is_an_envelope_404(client):
+    response = client.get("/nowhere")
+    assert response.status_code == 404 and response.json()["ok"] is False
+
+
+# --- accounts ------------------------------------------------------------------------
+
+
+def register(client, username, password="pw-123456"):
+    return client.post(
+        "/user/register",
+        json={
+            "identities": [{"type": "username", "value": username}],
+            "credential": {"type": "password", "password": password},
+        },
+    )
+
+
+def login(client, username, password="pw-123456"):
+    return client.post(
+        "/user/login",
+        json={
+            "identity": {"type": "username", "value": username},
+            "credential": {"type": "password", "password": password},
+        },
+    )
+
+
+def test_register_login_refresh(client, tokens):
+    created = register(client, "alice")
+    assert created.status_code == 201
+    data = created.json()["data"]
+    assert data["message"] == "User registered successfully" and data["user_id"]
+    taken = register(client, "alice")
+    assert taken.status_code == 400 and taken.json()["error"]["code"] == "IDENTITY_TAKEN"
+    assert login(client, "alice", "wrong").status_code == 401
+    assert login(client, "nobody").status_code == 401
+    logged_in = login(client, "alice").json()["data"]
+    assert logged_in["user_id"] == data["user_id"]
+    identity = tokens.verify(logged_in["token"])
+    assert identity.user == "alice" and identity.user_id == data["user_id"]
+    refreshed = client.post("/user/refresh-token", json={"token": logged_in["token"]})
+    assert refreshed.status_code == 200
+    assert tokens.verify(refreshed.json()["data"]["token"]).user_id == data["user_id"]
+    assert client.post("/user/refresh-token", json={"token": "nope"}).status_code == 401
+    with client.websocket_connect(f"/ws/SecureChat?token={logged_in['token']}") as ws:
+        assert send(ws, {"message": "hi"})["ok"] is True
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "not json",
+        "[]",
+        "{}",
+        '{"identities": [], "credential": {"type": "password", "password": "x"}}',
+        '{"identities": [{"type": "email", "value": "a"}], "credential": {"type": "password", "password": "x"}}',
+        '{"identities": [{"type": "username", "value": 3}], "credential": {"type": "password", "password": "x"}}',
+        '{"identities": [{"type": "username", "value": "a"}], "credential": {"type": "pin", "password": "x"}}',
+        '{"identities": [{"type": "username", "value": "a"}], "credential": {"type": "password", "password": ""}}',
+        '{"identities": [{"type": "username", "value": "' + "a" * 300 + '"}], "credential": {"type": "password", "password": "x"}}',
+    ],
+)
+def test_malformed_account_bodies_are_400_or_422(client, body):
+    for route in ("/user/register", "/user/login", "/user/refresh-token"):
+        response = client.post(route, content=body)
+        assert response.status_code in (400, 401, 422), (route, response.text)
+        assert response.json()["ok"] is False
+
+
+def test_healthz_counts_connections(client):
+    assert client.get("/healthz").json()["data"]["connections"] == 0
+    with client.websocket_connect("/ws/EchoMessage") as ws:
+        send(ws, {"type": "ping"})
+        data = client.get("/healthz").json()["data"]
+        assert data["connections"] == 1 and data["by_walker"] == {"EchoMessage": 1}
+    # The session cleans up right after the close; give it a moment.
+    for _ in range(100):
+        if client.get("/healthz").json()["data"]["connections"] == 0:
+            break
+        time.sleep(0.01)
+    assert client.get("/healthz").json()["data"]["connections"] == 0
+
+
+def test_two_apps_in_one_process_share_nothing(tokens):
+    first, second = JaccApp([EchoMessage], tokens=tokens), JaccApp([Add], tokens=tokens)
+    assert first.registry is not second.registry and first.backplane is not second.backplane
+    assert set(first.bindings) == {"EchoMessage"} and set(second.bindings) == {"Add"}
