@@ -88,6 +88,10 @@ def serve(options: ServeOptions, environ: Mapping[str, str] = os.environ) -> int
         server = _Server(_uvicorn_config(app, config), app)
         with _signals_handled():
             server.run()
+    except SystemExit as stop:
+        # uvicorn exits (status 3) when it cannot listen, e.g. a port in use; it has
+        # logged why. For the user that is a wrong input: status 1.
+        return EXIT_USER if stop.code else EXIT_OK
     finally:
         accounts.close()
     return EXIT_OK

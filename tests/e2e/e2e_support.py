@@ -1,0 +1,140 @@
+"""Real servers for end-to-end tests: `jacc serve` as a subprocess on a free loopback port.
+
+`JaccServer` runs `python -m jacc serve app.jac --port P` in a folder of its
+own, waits until `/healthz` answers, and keeps the process's output in files
+so that a test can read everything the server printed. Module-scoped fixtures
+share one server per test module (conftest.py); tests that need special
+settings start their own with `start_server`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+APPS = Path(__file__).parent / "apps"
+# Long enough for HS512 too, so that a test can sign with another algorithm than allowed.
+SECRET = "e2e-secret-" + "0123456789abcdef" * 4
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def app_source(*names: str) -> str:
+    """The text of `apps/NAME.jac` files, one after the other."""
+    return "\n".join((APPS / f"{name}.jac").read_text(encoding="utf-8") for name in names)
+
+
+class JaccServer:
+    """One `jacc serve` process in `folder`, talking on 127.0.0.1:`port`."""
+
+    def __init__(self, folder: Path, env: dict[str, str], args: tuple[str, ...] = ()) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self._stdout = open(folder / "stdout.txt", "wb")
+        self._stderr = open(folder / "stderr.txt", "wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "jacc", "serve", "app.jac", "--port", str(self.port), *args],
+            cwd=folder,
+            env=env,
+            stdout=self._stdout,
+            stderr=self._stderr,
+        )
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def ws(self, path: str) -> str:
+        return f"ws://127.0.0.1:{self.port}{path}"
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"jacc serve exited with {self.process.returncode}:\n"
+                                     f"{self.output()}")
+            try:
+                if httpx.get(f"{self.http}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"jacc serve did not answer /healthz:\n{self.output()}")
+
+    def health(self) -> dict:
+        return httpx.get(f"{self.http}/healthz", timeout=5).json()["data"]
+
+    def wait_connections(self, count: int, timeout: float = 5.0) -> dict:
+        """Poll /healthz until it reports `count` open connections; return its data."""
+        deadline = time.monotonic() + timeout
+        while True:
+            data = self.health()
+            if data["connections"] == count or time.monotonic() > deadline:
+                return data
+            time.sleep(0.02)
+
+    def output(self) -> str:
+        """Everything the server wrote to stdout and stderr so far."""
+        for stream in (self._stdout, self._stderr):
+            if not stream.closed:
+                stream.flush()
+        return ((self.folder / "stdout.txt").read_text(errors="replace")
+                + (self.folder / "stderr.txt").read_text(errors="replace"))
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._stdout.close()
+        self._stderr.close()
+        return self.process.returncode
+
+
+def server_env(secret: str | None = SECRET, **extra: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith("JACC_")}
+    if secret is not None:
+        env["JACC_JWT_SECRET"] = secret
+    env.update(extra)
+    return env
+
+
+def start_server(folder: Path, source: str, *, env: dict[str, str] | None = None,
+                 args: tuple[str, ...] = ()) -> JaccServer:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "app.jac").write_text(source, encoding="utf-8")
+    server = JaccServer(folder, env if env is not None else server_env(), args)
+    try:
+        server.wait_ready()
+    except BaseException:
+        server.stop(signal.SIGKILL)
+        raise
+    return server
+
+
+def run(coroutine):
+    """pytest-asyncio is not used: each test drives its own event loop."""
+    return asyncio.run(coroutine)
+
+
+async def ask(ws, frame) -> dict:
+    """Send one frame (a dict is JSON-encoded) and return the decoded answer."""
+    await ws.send(frame if isinstance(frame, (str, bytes)) else json.dumps(frame))
+    return json.loads(await ws.recv())

@@ -1,0 +1,215 @@
+"""Broadcast of SPEC §8 against a real `jacc serve`: delivery, order, privacy, slow consumers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+
+import pytest
+from e2e_support import SECRET, app_source, ask, run, server_env, start_server
+from websockets.asyncio.client import connect
+from websockets.client import ClientProtocol
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import Close, Frame, Opcode
+from websockets.http11 import Response
+from websockets.uri import parse_uri
+
+from jacc_runtime.auth import TokenService
+
+TOKENS = TokenService(SECRET)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    # A long send timeout: if a slow reader could hold the others up, it would show.
+    env = server_env(JACC_WEBSOCKET_SEND_TIMEOUT_SECONDS="30")
+    running = start_server(tmp_path_factory.mktemp("app"), app_source("seed", "extras"), env=env)
+    yield running
+    running.stop()
+
+
+async def nothing_more(ws, wait: float = 0.3) -> bool:
+    try:
+        await asyncio.wait_for(ws.recv(), wait)
+    except asyncio.TimeoutError:
+        return True
+    return False
+
+
+def test_every_client_gets_every_broadcast_once_in_one_order(server):
+    clients, messages = 5, 20
+
+    async def scenario():
+        sockets = [await connect(server.ws("/ws/ChatRoom")) for _ in range(clients)]
+        try:
+            await asyncio.sleep(0.1)
+
+            async def talk(index, ws):
+                for n in range(messages):
+                    await ws.send(json.dumps({"message": f"{index}:{n}", "sender": str(index)}))
+
+            async def listen(ws):
+                frames = [json.loads(await ws.recv()) for _ in range(clients * messages)]
+                assert await nothing_more(ws)
+                return [frame["data"]["reports"][0]["content"] for frame in frames]
+
+            listeners = [asyncio.create_task(listen(ws)) for ws in sockets]
+            await asyncio.gather(*(talk(i, ws) for i, ws in enumerate(sockets)))
+            return await asyncio.gather(*listeners)
+        finally:
+            for ws in sockets:
+                await ws.close()
+
+    seen = run(scenario())
+    first = seen[0]
+    assert sorted(first) == sorted(f"{i}:{n}" for i in range(clients) for n in range(messages))
+    for other in seen[1:]:
+        assert other == first  # the same order everywhere, sender included
+    for index in range(clients):
+        mine = [content for content in first if content.startswith(f"{index}:")]
+        assert mine == [f"{index}:{n}" for n in range(messages)]  # in the sender's order
+
+
+def test_errors_go_only_to_the_sender(server):
+    async def scenario():
+        async with connect(server.ws("/ws/ChatRoom")) as sender, \
+                connect(server.ws("/ws/ChatRoom")) as other:
+            await asyncio.sleep(0.1)
+            error = await ask(sender, {"mesage": "typo"})
+            assert error["error"]["code"] == "INVALID_PAYLOAD"
+            pong = await ask(sender, {"type": "ping"})
+            assert pong["type"] == "pong"
+            assert await nothing_more(other)
+            await sender.send(json.dumps({"message": "real"}))
+            assert json.loads(await sender.recv())["data"]["reports"][0]["content"] == "real"
+            assert json.loads(await other.recv())["data"]["reports"][0]["content"] == "real"
+
+    run(scenario())
+
+
+def test_private_broadcast_never_reaches_an_unauthenticated_connection(server):
+    async def scenario():
+        alice = await connect(server.ws(f"/ws/TeamChat?token={TOKENS.issue('alice')}"))
+        bob = await connect(server.ws("/ws/TeamChat"))
+        stranger = await connect(server.ws("/ws/TeamChat"))  # connected, never authenticates
+        try:
+            # Bob authenticates with his first frame, which also runs as a request.
+            await bob.send(json.dumps({"message": "bob here", "token": TOKENS.issue("bob")}))
+            for ws in (alice, bob):
+                assert json.loads(await ws.recv())["data"]["reports"][0]["content"] == "bob here"
+            for n in range(3):
+                await alice.send(json.dumps({"message": f"secret {n}"}))
+            for ws in (alice, bob):
+                for n in range(3):
+                    frame = json.loads(await ws.recv())
+                    assert frame["data"]["reports"][0]["content"] == f"secret {n}"
+            assert await nothing_more(stranger)
+            # The stranger's first frame has no token: the only thing it ever gets is the refusal.
+            await stranger.send(json.dumps({"message": "let me in"}))
+            frame = json.loads(await stranger.recv())
+            assert frame["error"]["code"] == "UNAUTHORIZED"
+            with pytest.raises(ConnectionClosed) as caught:
+                await stranger.recv()
+            assert caught.value.rcvd.code == 4401
+            assert await nothing_more(alice) and await nothing_more(bob)
+        finally:
+            for ws in (alice, bob, stranger):
+                await ws.close()
+
+    run(scenario())
+
+
+# --- a client that stops reading ---------------------------------------------------------
+
+
+class StalledClient:
+    """A raw-socket WebSocket client with a tiny receive buffer that stops reading at will."""
+
+    def __init__(self, port: int, path: str) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sock.connect(("127.0.0.1", port))
+        self.protocol = ClientProtocol(parse_uri(f"ws://127.0.0.1:{port}{path}"), max_size=None)
+        self.protocol.send_request(self.protocol.connect())
+        self._flush()
+        events = []
+        while not any(isinstance(event, Response) for event in events):
+            self.protocol.receive_data(self.sock.recv(65536))
+            events += self.protocol.events_received()
+
+    def _flush(self) -> None:
+        data = b"".join(self.protocol.data_to_send())
+        if data:
+            self.sock.sendall(data)
+
+    def read_all(self, timeout: float) -> tuple[int, Close | None]:
+        """Resume reading: count the text frames that arrive, up to the close frame."""
+        texts = 0
+        self.sock.settimeout(timeout)
+        while True:
+            data = self.sock.recv(1 << 20)
+            if not data:
+                self.protocol.receive_eof()
+            else:
+                self.protocol.receive_data(data)
+            for event in self.protocol.events_received():
+                if isinstance(event, Frame) and event.opcode is Opcode.TEXT:
+                    texts += 1
+            self._flush()
+            if self.protocol.close_rcvd is not None or not data:
+                return texts, self.protocol.close_rcvd
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_a_client_that_stops_reading_does_not_delay_the_others(server):
+    frames, size = 5000, 4000
+
+    stalled = StalledClient(server.port, "/ws/Firehose")
+
+    async def scenario():
+        sender = await connect(server.ws("/ws/Firehose"), max_size=None)
+        others = [await connect(server.ws("/ws/Firehose"), max_size=None) for _ in range(2)]
+        try:
+            assert server.wait_connections(4)["by_walker"]["Firehose"] == 4
+
+            # The sender keeps a window of frames in flight, as a chat client would: the
+            # readers share one event loop with it and must not be outrun themselves.
+            window, progress = 100, asyncio.Event()
+            seen = [[] for _ in range(3)]
+
+            async def drain(ws, seqs):
+                while len(seqs) < frames:
+                    seqs.append(json.loads(await ws.recv())["data"]["reports"][0]["seq"])
+                    progress.set()
+                return seqs
+
+            started = time.monotonic()
+            readers = [asyncio.create_task(drain(ws, seqs))
+                       for ws, seqs in zip((sender, *others), seen)]
+            for seq in range(frames):
+                while seq - min(len(seqs) for seqs in seen) >= window:
+                    progress.clear()
+                    await progress.wait()
+                await sender.send(json.dumps({"seq": seq, "size": size}))
+            received = await asyncio.wait_for(asyncio.gather(*readers), 60)
+            return received, time.monotonic() - started
+        finally:
+            for ws in (sender, *others):
+                await ws.close()
+
+    try:
+        received, elapsed = run(scenario())
+        for seqs in received:
+            assert seqs == list(range(frames))  # every frame, in order, nothing lost
+        # Far below the 30 s send timeout: nobody waited for the stalled client.
+        assert elapsed < 20, elapsed
+        texts, close = stalled.read_all(timeout=10)
+    finally:
+        stalled.close()
+    assert close is not None and close.code == 4408, close
+    assert texts < frames  # it lost the frames it could not take, and only it
+    assert server.wait_connections(0)["connections"] == 0
