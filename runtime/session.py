@@ -173,7 +173,18 @@ class WebSocketSession:
             # The walker went away under a dev reload.
             connection.close(CLOSE_SERVICE_RESTART, "walker removed")
             return
-        payload = decode_object(data)
+        try:
+            payload = decode_object(data)
+        except ProtocolError as error:
+            if connection.admitted:
+                raise
+            # An unauthenticated connection gets one chance, and this frame was it.
+            raise ProtocolError(
+                UNAUTHORIZED,
+                f"the first frame must be a JSON object with a token: {error.message}",
+                reason="missing",
+                close_code=CLOSE_UNAUTHORIZED,
+            ) from None
         token = payload.pop("token", _NO_TOKEN)
         if not connection.admitted:
             self._authenticate(token)

@@ -209,6 +209,14 @@ def test_unauthenticated_private_connection_gets_unauthorized_then_4401(client, 
         assert closed_with(ws) == 4401
 
 
+def test_a_first_frame_that_is_not_json_is_a_missing_token(client):
+    with client.websocket_connect("/ws/SecureChat") as ws:
+        error = send(ws, "garbage")["error"]
+        assert error["code"] == "UNAUTHORIZED" and error["reason"] == "missing"
+        assert error["message"].startswith("the first frame must be a JSON object with a token")
+        assert closed_with(ws) == 4401
+
+
 def test_expired_token_is_refused_with_reason(client):
     expired = jwt.encode({"sub": "alice", "exp": int(time.time()) - 10}, SECRET, algorithm="HS256")
     with client.websocket_connect("/ws/SecureChat") as ws:
