@@ -71,7 +71,7 @@ class Diagnostic:
 
     def render(self, source: Source) -> str:
         span = self.span
-        line_text = _line(source, span.line)
+        line_text = source.line(span.line)
         gutter = " " * (len(str(span.line)) + 1)  # SPEC §3: ` 3 | ` and `  --> `
         last = span.end_column if span.end_line == span.line else max(len(line_text), span.column)
         caret = " " * (span.column - 1) + "^" * max(1, last - span.column + 1)
@@ -85,12 +85,6 @@ class Diagnostic:
         if self.help:
             lines.append(f"{gutter} = help: {self.help}")
         return "\n".join(lines)
-
-
-def _line(source: Source, number: int) -> str:
-    # Lark counts lines by "\n" alone; str.splitlines() also breaks at \f, \x1c, \u2028...
-    lines = source.text.split("\n")
-    return lines[number - 1].removesuffix("\r") if 0 < number <= len(lines) else ""
 
 
 def sort_diagnostics(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
