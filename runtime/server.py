@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import logging.config
 import os
 import signal
 import sys
@@ -72,6 +73,8 @@ def serve(options: ServeOptions, environ: Mapping[str, str] = os.environ) -> int
     problem = _refuse_workers(config, walkers)
     if problem:
         return _fail(problem)
+    # Configure logging now: creating the secret, below, is worth a line in the log.
+    logging.config.dictConfig(_log_config())
     try:
         backplane = create_backplane(config.websocket.backplane)
         secret = resolve_secret(config.auth.secret, config.state_dir, environ)
@@ -196,6 +199,10 @@ def _uvicorn_config(app: JaccApp, config: Config) -> uvicorn.Config:
         log_config=log_config,
         lifespan="on",
         timeout_graceful_shutdown=_CLOSE_TIMEOUT_SECONDS,
+        # permessage-deflate would compress every broadcast once per client, keep
+        # tens of KiB of zlib state per idle connection, and gain little on small
+        # JSON frames: off.
+        ws_per_message_deflate=False,
     )
 
 
