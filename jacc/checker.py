@@ -180,6 +180,7 @@ class ModuleChecker:
         double_star: n.Param | None = None
         bare_star: n.Param | None = None
         for param in params:
+            self.check_local_name(param.name, param.span)
             self.visit_all((param.annotation,), scope)  # annotations stay strings
             self.visit_all((param.default,), self.early())
             if double_star is not None:
@@ -311,6 +312,7 @@ class ModuleChecker:
         self.visit(node.value, scope)
 
     def visit_AnnAssign(self, node: n.AnnAssign, scope: _Scope) -> None:
+        self.check_local_name(node.target.id, node.target.span)
         self.visit(node.annotation, scope)
         if node.value is not None:
             self.visit(node.value, scope)
@@ -394,13 +396,22 @@ class ModuleChecker:
         self.visit_all(node.body, scope)
         for handler in node.handlers:
             self.visit(handler.type, scope)
+            if handler.name:
+                self.check_local_name(handler.name, handler.span)
             self.visit_all(handler.body, scope)
         self.visit_all(node.orelse, scope)
         self.visit_all(node.finalbody, scope)
 
+    def check_local_name(self, name: str, span: Span) -> None:
+        # A local `_jacc` would shadow the runtime module that generated code calls.
+        if name.startswith(RESERVED_PREFIX):
+            self.error("E0205", f"names starting with `{RESERVED_PREFIX}` are reserved for "
+                       "jacc's generated code", span)
+
     def check_target(self, target: n.Expr, scope: _Scope) -> None:
         if isinstance(target, n.Name):
             self.check_builtin_name(target.id, target.span)
+            self.check_local_name(target.id, target.span)
             return
         if isinstance(target, (n.TupleExpr, n.ListExpr)):
             starred = [e for e in target.elts if isinstance(e, n.Starred)]

@@ -17,6 +17,7 @@ import os
 import re
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -96,8 +97,8 @@ SPECIAL = [
     '"""', "'''", "\\n", "\\x41", "\\N{BULLET}", "\\u00e9", "#", "#*", "*#", "`", ";", "$",
     "%s", "{0}", "{x}", "{self}", "__import__('os')", "\\\n", "f'", "#!",
 ]
-contents = st.lists(st.one_of(st.sampled_from(SPECIAL), st.characters(codec="utf-8")), max_size=24).map(
-    "".join)
+contents = st.lists(st.one_of(st.sampled_from(SPECIAL), st.characters(codec="utf-8")),
+                    max_size=24).map("".join)
 
 
 def _escaped(s: str, quote: str) -> str:
@@ -563,3 +564,31 @@ def test_line_separators_do_not_shift_diagnostics(text: str, separator: str) -> 
 def test_every_diagnostic_of_a_broken_file_renders(text: str, seed: int) -> None:
     cut = seed % (len(text) + 1)
     compile_or_diagnose(text[:cut] + "\x00" + text[cut:])
+
+
+# ---------------------------------------------------------------- generated names
+
+SHADOWING = {
+    "assignment": "_jacc = 1;",
+    "annotated": "_jacc: int = 1;",
+    "for": "for _jacc in [1] { }",
+    "tuple": "(a, _jacc_x) = (1, 2);",
+    "comprehension": "report [1 for _jacc in [1]];",
+    "except": "try { } except Exception as _jacc { }",
+}
+
+
+@pytest.mark.parametrize("case", sorted(SHADOWING))
+def test_no_binding_can_shadow_the_runtime(case: str) -> None:
+    # Generated code calls `_jacc.report(...)`: a local `_jacc` would change what it does.
+    text = ("walker : pub W {\n    can go with entry {\n        " + SHADOWING[case]
+            + "\n        report 1;\n    }\n}\n")
+    result = compile_or_diagnose(text)
+    assert isinstance(result, JacError), case
+    assert [d.code for d in result.diagnostics] == ["E0205"], result.render()
+
+
+def test_no_parameter_can_shadow_the_runtime() -> None:
+    result = compile_or_diagnose("def f(_jacc: int) -> int {\n    return _jacc;\n}\n")
+    assert isinstance(result, JacError)
+    assert [d.code for d in result.diagnostics] == ["E0205"], result.render()
