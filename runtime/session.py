@@ -67,7 +67,10 @@ class WebSocketSession:
         limits = app.config.websocket
         if (await self._receive())["type"] != "websocket.connect":
             return  # the client left during the handshake
-        await self._send({"type": "websocket.accept"})
+        try:
+            await self._send({"type": "websocket.accept"})
+        except OSError:  # uvicorn's ClientDisconnected: gone before the 101 went out
+            return
         connection = Connection(
             self._send,
             self._walker,
@@ -76,7 +79,15 @@ class WebSocketSession:
         )
         self.connection = connection
         app.registry.add(connection)
-        self._authenticate_from_query()
+        try:
+            self._authenticate_from_query()
+            await self._serve(connection)
+        finally:
+            self._cancel_expiry()
+            app.registry.discard(connection)
+            connection.dispose()
+
+    async def _serve(self, connection: Connection) -> None:
         sender = connection.start()
         reader = asyncio.get_running_loop().create_task(self._read())
         try:
@@ -86,10 +97,6 @@ class WebSocketSession:
                 # watchdog bounds how long a peer that reads nothing can hold it.
                 await asyncio.wait((sender,))
         finally:
-            # Forget the connection before anything else can be interrupted.
-            self._cancel_expiry()
-            app.registry.discard(connection)
-            connection.dispose()
             for task in (reader, sender):
                 task.cancel()
             await asyncio.wait((reader, sender))
