@@ -12,13 +12,16 @@ import warnings
 
 import jwt
 import pytest
+from starlette.applications import Starlette
 from starlette.exceptions import StarletteDeprecationWarning
+from starlette.routing import Mount
 from starlette.websockets import WebSocketDisconnect
 
 from jacc_runtime import Walker, entry, field, report
 from jacc_runtime.accounts import AccountStore
 from jacc_runtime.app import JaccApp
 from jacc_runtime.auth import TokenService
+from jacc_runtime.backplane import MemoryBackplane
 
 with warnings.catch_warnings():
     # Starlette 1.x prefers `httpx2`; the test extra installs httpx, which still works.
@@ -405,3 +408,55 @@ def test_two_apps_in_one_process_share_nothing(tokens):
     first, second = JaccApp([EchoMessage], tokens=tokens), JaccApp([Add], tokens=tokens)
     assert first.registry is not second.registry and first.backplane is not second.backplane
     assert set(first.bindings) == {"EchoMessage"} and set(second.bindings) == {"Add"}
+
+
+# --- identity and broadcast through the backplane --------------------------------------
+
+
+class Room(Walker, protocol="websocket", public=True, broadcast=True):
+    message = field("str")
+
+    @entry
+    async def say(self):
+        report(self, self.message)
+
+
+def test_a_valid_token_identifies_the_user_of_a_public_walker(tokens):
+    app = JaccApp([EchoMessage], tokens=tokens)
+    with TestClient(app) as client:
+        with client.websocket_connect(f"/ws/EchoMessage?token={tokens.issue('alice')}") as ws:
+            send(ws, {"type": "ping"})
+            (connection,) = app.registry.connections("EchoMessage")
+            assert connection.identity.user == "alice"
+        with client.websocket_connect("/ws/EchoMessage?token=junk") as ws:
+            send(ws, {"type": "ping"})
+            (connection,) = app.registry.connections("EchoMessage")
+            assert connection.identity is None
+
+
+class RecordingBackplane(MemoryBackplane):
+    def __init__(self) -> None:
+        super().__init__()
+        self.published: list[tuple[str, str]] = []
+
+    async def publish(self, channel: str, frame: str) -> None:
+        self.published.append((channel, frame))
+        await super().publish(channel, frame)
+
+
+def test_two_apps_sharing_a_backplane_broadcast_to_each_others_clients(tokens):
+    """Two apps on one backplane behave like two workers: one publish per broadcast."""
+    backplane = RecordingBackplane()
+    first = JaccApp([Room], tokens=tokens, backplane=backplane)
+    second = JaccApp([Room], tokens=tokens, backplane=backplane)
+    both = Starlette(routes=[Mount("/one", first), Mount("/two", second)])
+    with TestClient(both) as client:
+        with client.websocket_connect("/one/ws/Room") as a, \
+                client.websocket_connect("/two/ws/Room") as b:
+            a.send_text('{"message": "from one"}')
+            b.send_text('{"message": "from two"}')
+            got_a = [json.loads(a.receive_text()) for _ in range(2)]
+            got_b = [json.loads(b.receive_text()) for _ in range(2)]
+    assert got_a == got_b  # the same frames, in the same order, on both "workers"
+    assert sorted(frame["data"]["reports"][0] for frame in got_a) == ["from one", "from two"]
+    assert [channel for channel, _ in backplane.published] == ["Room", "Room"]
