@@ -174,12 +174,27 @@ class WebSocketSession:
 
     async def _handle(self, data: str | bytes) -> None:
         """Admit one frame and answer it: the single entry point of every request."""
-        connection = self.connection
         binding = self._app.bindings.get(self._walker)
         if binding is None:
             # The walker went away under a dev reload.
-            connection.close(CLOSE_SERVICE_RESTART, "walker removed")
+            self.connection.close(CLOSE_SERVICE_RESTART, "walker removed")
             return
+        payload, token = self._admit(data)
+        kind = binding.control_type(payload)
+        if kind is not None:
+            await self._control(kind, token)
+            return
+        binding.check(payload)
+        reports = await run_walker(binding, payload)
+        frame = success_frame(reports)
+        if binding.spec.broadcast:
+            await self._publish(frame)
+        else:
+            await self.connection.reply(frame)
+
+    def _admit(self, data: str | bytes) -> tuple[dict, object]:
+        """Parse a frame and take its `token` out; authenticate or check expiry."""
+        connection = self.connection
         try:
             payload = decode_object(data)
         except ProtocolError as error:
@@ -197,17 +212,7 @@ class WebSocketSession:
             self._authenticate(token)
         elif self._expires_at is not None and time.time() >= self._expires_at:
             raise _unauthorized(AuthError("expired"), close=True)
-        kind = binding.control_type(payload)
-        if kind is not None:
-            await self._control(kind, token)
-            return
-        binding.check(payload)
-        reports = await run_walker(binding, payload)
-        frame = success_frame(reports)
-        if binding.spec.broadcast:
-            await self._publish(frame)
-        else:
-            await connection.reply(frame)
+        return payload, token
 
     async def _publish(self, frame: str) -> None:
         try:
