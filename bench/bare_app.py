@@ -51,4 +51,6 @@ app = Starlette(routes=[WebSocketRoute("/ws/EchoMessage", echo),
                         WebSocketRoute("/ws/ChatRoom", broadcast)])
 
 if __name__ == "__main__":
-    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+    # Compression off, as in `jacc serve`: the comparison is like for like.
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning",
+                ws_per_message_deflate=False)
