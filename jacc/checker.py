@@ -19,7 +19,8 @@ from .source import Span
 
 JAC_BUILTINS = frozenset({"Root", "APIProtocol", RESTSPEC})
 PYTHON_BUILTINS = frozenset(dir(builtins)) | {"__name__", "__file__", "__doc__"}
-RESERVED_PREFIX = "_jacc"
+RESERVED_PREFIXES = ("_jacc", "__jacc")
+RESERVED_NAMES = frozenset({"__file__"})
 # Overriding these would silently stop fields from being set (runtime/walker.py).
 _WALKER_INTERNALS = frozenset({"__init__", "__new__", "__init_subclass__", "__jacc_spec__"})
 
@@ -91,9 +92,7 @@ class ModuleChecker:
     def collect_top_level(self) -> None:
         first_seen: dict[str, Span] = {}
         for element, name, span in self.bindings():
-            if name.startswith(RESERVED_PREFIX):
-                self.error("E0205", f"names starting with `{RESERVED_PREFIX}` are reserved for "
-                           "jacc's generated code", span)
+            self.check_local_name(name, span)
             if not (isinstance(element, n.ImportFrom)
                     and element.module.split(".")[0] == "jaclang"):
                 self.check_builtin_name(name, span)
@@ -271,9 +270,7 @@ class ModuleChecker:
             span = member.name_span if isinstance(member, n.Function) else \
                 _keyword(member.span, member.name) if isinstance(member, n.HasField) else \
                 member.span
-            if member.name.startswith(RESERVED_PREFIX):
-                self.error("E0205", f"names starting with `{RESERVED_PREFIX}` are reserved for "
-                           "jacc's generated code", span)
+            self.check_local_name(member.name, span)
             if member.name in _WALKER_INTERNALS:
                 self.error("E0205", f"`{member.name}` is reserved: the runtime makes walkers "
                            "from their fields", span,
@@ -403,10 +400,12 @@ class ModuleChecker:
         self.visit_all(node.finalbody, scope)
 
     def check_local_name(self, name: str, span: Span) -> None:
-        # A local `_jacc` would shadow the runtime module that generated code calls.
-        if name.startswith(RESERVED_PREFIX):
-            self.error("E0205", f"names starting with `{RESERVED_PREFIX}` are reserved for "
-                       "jacc's generated code", span)
+        # A `_jacc` would shadow the runtime module that generated code calls; a
+        # `__jacc_lines__` or `__file__` would break tracebacks of built modules.
+        if name.startswith(RESERVED_PREFIXES) or name in RESERVED_NAMES:
+            self.error("E0205", f"`{name}` is reserved for jacc's generated code", span,
+                       help="names starting with `_jacc` or `__jacc`, and `__file__`, "
+                       "are reserved")
 
     def check_target(self, target: n.Expr, scope: _Scope) -> None:
         if isinstance(target, n.Name):

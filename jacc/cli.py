@@ -10,15 +10,25 @@ import argparse
 import sys
 import traceback
 from pathlib import Path
+from typing import NoReturn
 
 from . import __version__
-from .diagnostics import JacError
+from .diagnostics import Diagnostic, JacError
+from .source import Source
 
 EXIT_OK, EXIT_USER, EXIT_INTERNAL = 0, 1, 2
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # A usage mistake is the user's input being wrong: exit 1 (argparse says 2,
+        # which jacc keeps for its own bugs).
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USER, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jacc", description="Compile and serve Jac walkers.")
+    parser = _Parser(prog="jacc", description="Compile and serve Jac walkers.")
     parser.add_argument("--version", action="version", version=f"jacc {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -63,16 +73,16 @@ def main(argv: list[str] | None = None) -> int:
 def _build(args: argparse.Namespace) -> int:
     from .compiler import build_file
 
-    result = build_file(args.app, args.output)
-    _print_warnings(result.warnings, args.app)
+    built = build_file(args.app, args.output)
+    _print_warnings(built.source, built.warnings)
     return EXIT_OK
 
 
 def _check(args: argparse.Namespace) -> int:
-    from .compiler import check_file
+    from .compiler import compile_file
 
-    warnings = check_file(args.app)
-    _print_warnings(warnings, args.app)
+    compiled = compile_file(args.app)
+    _print_warnings(compiled.source, compiled.warnings)
     return EXIT_OK
 
 
@@ -91,13 +101,7 @@ def _token(args: argparse.Namespace) -> int:
     return print_token(user=args.user, ttl=args.ttl, app=args.app)
 
 
-def _print_warnings(warnings: list, path: Path) -> None:
-    if not warnings:
-        return
-    from .compiler import read_source
-    from .source import Source
-
-    source = Source(str(path), read_source(path))  # as compile_file names it
+def _print_warnings(source: Source, warnings: list[Diagnostic]) -> None:
     for warning in warnings:
         print(warning.render(source), file=sys.stderr)
 

@@ -31,6 +31,7 @@ class Compiled:
 @dataclass(frozen=True)
 class Built:
     path: Path
+    source: Source
     warnings: list[Diagnostic]
 
 
@@ -114,7 +115,7 @@ def build_file(path: Path, output: Path | None = None) -> Built:
         output.write_text(text, encoding="utf-8")
     except OSError as error:
         raise InputError(f"cannot write {output}: {error.strerror}") from None
-    return Built(output, compiled.warnings)
+    return Built(output, compiled.source, compiled.warnings)
 
 
 def _relative_source(source: Path, output: Path) -> str:

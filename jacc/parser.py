@@ -110,6 +110,10 @@ def _syntax_diagnostic(source: Source, error: UnexpectedInput) -> Diagnostic:
         acceptable = _acceptable(error)
         expected = _describe_expected(acceptable)
         span = Span.of_token(error.token)
+        if error.token.type == "DEF" and "RBRACE" in acceptable:
+            return Diagnostic("E0901", "a `def` inside a function or ability is not supported by "
+                              "jacc", span, help="define the function at module level or as a "
+                              "method of the walker")
         if "NAME" in error.expected and _is_keyword(error.token):
             return Diagnostic("E0001", f"`{error.token}` is a keyword and cannot be used as a name",
                               span, help=f"rename it, for example `{error.token}_`")

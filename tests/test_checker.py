@@ -508,3 +508,16 @@ def test_pythons_own_attributes_of_self_are_known() -> None:
     import jacc_runtime
 
     assert jacc_runtime.run(namespace["W"]()) == [["W", "dict", None]]
+
+
+@pytest.mark.parametrize("name", ["__jacc_lines__", "__jacc_source__", "__file__"])
+def test_names_of_the_line_table_are_reserved(name: str) -> None:
+    [diagnostic] = _diagnostics(f"\nglob {name} = 1;\n")
+    assert diagnostic.code == "E0205"
+    assert diagnostic.message == f"`{name}` is reserved for jacc's generated code"
+
+
+def test_a_nested_def_is_named_as_unsupported() -> None:
+    [diagnostic] = _diagnostics("\ndef f() {\n    def g() { return 1; }\n    return g();\n}\n")
+    assert diagnostic.code == "E0901"
+    assert "`def` inside a function or ability is not supported" in diagnostic.message

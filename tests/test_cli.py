@@ -205,3 +205,11 @@ def test_user_errors_in_process_are_status_1(
     assert cli.main(["check", str(work / "bad.jac")]) == 1
     assert "Traceback" not in capsys.readouterr().err
     assert cli.main(["check", str(work / "app.jac")]) == 0
+
+
+@pytest.mark.parametrize("args", [["check"], ["bogus"], ["build", "app.jac", "--nope"]])
+def test_usage_errors_are_the_users_status_1(work: Path, args: list[str]) -> None:
+    result = run(*args, cwd=work, module=True)
+    assert result.returncode == 1
+    assert "usage: jacc" in result.stderr
+    assert "Traceback" not in result.stderr
