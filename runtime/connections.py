@@ -49,6 +49,8 @@ class Connection:
         self.walker = walker
         self.identity: Any = None
         self.admitted = False
+        # The user this connection is counted against for max_connections_per_user.
+        self.counted_user: str | None = None
         self.disconnected = False
         self._send = send
         self._limit = queue_frames
@@ -205,6 +207,8 @@ class Connection:
 class ConnectionRegistry:
     """Every open connection, and per walker those admitted to its broadcasts.
 
+    It also keeps the counts the connection caps of SPEC §9 are checked
+    against: open connections per walker, and identified connections per user.
     Owned by the app, so two apps in one process never share connections.
     """
 
@@ -212,10 +216,53 @@ class ConnectionRegistry:
         self._open: set[Connection] = set()
         # dicts keep insertion order: delivery order is stable and easy to reason about.
         self._listeners: dict[str, dict[Connection, None]] = {}
+        self._per_walker: dict[str, int] = {}
+        self._per_user: dict[str, int] = {}
         self._emptied: asyncio.Event | None = None
 
     def add(self, connection: Connection) -> None:
+        if connection in self._open:
+            return
         self._open.add(connection)
+        walker = connection.walker
+        self._per_walker[walker] = self._per_walker.get(walker, 0) + 1
+
+    def count(self, walker: str) -> int:
+        """Open connections of `walker`."""
+        return self._per_walker.get(walker, 0)
+
+    def claim_user(self, connection: Connection, user_id: str, limit: int) -> bool:
+        """Count `connection` as one of `user_id`'s; False if the user already has `limit`.
+
+        A connection is counted once: claiming again for the same user is a no-op.
+        The claim is released when the connection is discarded.
+        """
+        if connection not in self._open:
+            return False
+        if connection.counted_user == user_id:
+            return True
+        count = self._per_user.get(user_id, 0)
+        if count >= limit:
+            return False
+        self._release_user(connection)
+        self._per_user[user_id] = count + 1
+        connection.counted_user = user_id
+        return True
+
+    def user_count(self, user_id: str) -> int:
+        """Open connections counted against `user_id`."""
+        return self._per_user.get(user_id, 0)
+
+    def _release_user(self, connection: Connection) -> None:
+        user = connection.counted_user
+        if user is None:
+            return
+        connection.counted_user = None
+        left = self._per_user[user] - 1
+        if left:
+            self._per_user[user] = left
+        else:
+            del self._per_user[user]
 
     def admit(self, connection: Connection) -> None:
         """From now on `connection` receives its walker's broadcasts."""
@@ -224,7 +271,16 @@ class ConnectionRegistry:
             self._listeners.setdefault(connection.walker, {})[connection] = None
 
     def discard(self, connection: Connection) -> None:
-        self._open.discard(connection)
+        if connection not in self._open:
+            return
+        self._open.remove(connection)
+        self._release_user(connection)
+        walker = connection.walker
+        left = self._per_walker[walker] - 1
+        if left:
+            self._per_walker[walker] = left
+        else:
+            del self._per_walker[walker]
         listeners = self._listeners.get(connection.walker)
         if listeners is not None:
             listeners.pop(connection, None)
@@ -251,10 +307,7 @@ class ConnectionRegistry:
 
     def counts(self) -> dict[str, int]:
         """Open connections per walker, for /healthz."""
-        counts: dict[str, int] = {}
-        for connection in self._open:
-            counts[connection.walker] = counts.get(connection.walker, 0) + 1
-        return dict(sorted(counts.items()))
+        return dict(sorted(self._per_walker.items()))
 
     async def close_all(self, code: int, reason: str = "", timeout: float = 5.0) -> None:
         """Close every connection with `code` and wait (up to `timeout`) until they are gone."""

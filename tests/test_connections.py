@@ -131,3 +131,41 @@ def test_registry_delivers_one_frame_object_to_admitted_connections_only():
         registry.deliver("Chat", frame)  # no listeners left: a no-op
 
     asyncio.run(scenario())
+
+
+def test_registry_counts_connections_per_walker_and_per_user():
+    async def scenario():
+        registry = ConnectionRegistry()
+        a, b, c = (connection(FakeSocket()) for _ in range(3))
+        other = connection(FakeSocket(), walker="Other")
+        for conn in (a, b, c, other):
+            registry.add(conn)
+        registry.add(a)  # adding twice counts once
+        assert (registry.count("Chat"), registry.count("Other"), registry.count("None")) == (3, 1, 0)
+        assert registry.claim_user(a, "alice", 2)
+        assert registry.claim_user(a, "alice", 2)  # the same connection counts once
+        assert registry.claim_user(other, "alice", 2)  # across walkers
+        assert not registry.claim_user(b, "alice", 2)
+        assert b.counted_user is None
+        assert registry.claim_user(b, "bob", 2)
+        assert registry.user_count("alice") == 2 and registry.user_count("bob") == 1
+        registry.discard(a)
+        registry.discard(a)  # discarding twice releases once
+        assert registry.user_count("alice") == 1 and registry.count("Chat") == 2
+        assert registry.claim_user(c, "alice", 2)  # the slot was released
+        for conn in (b, c, other):
+            registry.discard(conn)
+        assert registry.counts() == {} and registry.user_count("alice") == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_connection_not_in_the_registry_claims_nothing():
+    async def scenario():
+        registry = ConnectionRegistry()
+        conn = connection(FakeSocket())
+        assert not registry.claim_user(conn, "alice", 5)
+        registry.discard(conn)  # never added: a no-op
+        assert registry.user_count("alice") == 0 and registry.counts() == {}
+
+    asyncio.run(scenario())
