@@ -454,7 +454,9 @@ def _origin(dotted: str, entry: object, source: str) -> str:
                 parts.path or parts.query or parts.fragment or parts.username):
             default = {"http": 80, "https": 443}.get(parts.scheme)
             suffix = f":{port}" if port is not None and port != default else ""
-            return f"{parts.scheme}://{parts.hostname}{suffix}"
+            # urlsplit drops an IPv6 address's brackets; the Origin header keeps them.
+            host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+            return f"{parts.scheme}://{host}{suffix}"
     raise ConfigError(f"{dotted} entries must be origins like \"https://example.com\" "
                       f"(scheme://host[:port], no path) or \"*\", got {_show(entry)}",
                       dotted, source)

@@ -322,6 +322,12 @@ def test_origins_are_spelled_as_browsers_send_them(tmp_path: Path) -> None:
     assert config.websocket.allowed_origins == ("https://app.example", "http://x:8080")
 
 
+def test_an_ipv6_origin_keeps_its_brackets(tmp_path: Path) -> None:
+    environ = {"JACC_WEBSOCKET_ALLOWED_ORIGINS": "http://[::1]:8000,https://[::1]:443"}
+    config = load_config(_app(tmp_path), environ=environ)
+    assert config.websocket.allowed_origins == ("http://[::1]:8000", "https://[::1]")
+
+
 def test_bad_toml_names_file_and_line(tmp_path: Path) -> None:
     error = _error(_app(tmp_path, "\n[websocket]\nmax_message_bytes = = 3\n"))
     assert str(error).startswith(f"config: {tmp_path / 'jacc.toml'}:3:")
