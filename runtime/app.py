@@ -19,6 +19,7 @@ Routes:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib.metadata
 import json
@@ -39,12 +40,15 @@ from .backplane import Backplane, create_backplane
 from .config import AuthConfig, Config, ServerConfig, WebSocketConfig
 from .connections import ConnectionRegistry
 from .openapi import openapi_document
+from .origins import origin_allowed
 from .protocol import (
     CLOSE_GOING_AWAY,
+    EXECUTION_TIMEOUT,
     INTERNAL_ERROR,
     INVALID_PAYLOAD,
     METHOD_NOT_ALLOWED,
     NOT_FOUND,
+    ORIGIN_NOT_ALLOWED,
     UNAUTHORIZED,
     ProtocolError,
     WalkerBinding,
@@ -190,10 +194,26 @@ class JaccApp:
                 self._bearer_identity(request)
             payload = await _fields_of(request, binding)
             binding.check(payload)
-            reports = await run_walker(binding, payload)
+            reports = await self._run_timed(binding, payload)
             return _json_response(success_frame(reports))
         except ProtocolError as error:
             return _error_response(error)
+
+    async def _run_timed(self, binding: WalkerBinding, payload: dict) -> list:
+        # The same limit as on a WebSocket; a WebSocket session has a cheaper watchdog of its own.
+        seconds = self.config.websocket.walker_timeout_seconds
+        try:
+            async with asyncio.timeout(seconds):
+                return await run_walker(binding, payload, self.config.server.dev)
+        except TimeoutError:  # run_walker turns the walker's own exceptions into ProtocolError
+            logger.warning("walker %s ran past walker_timeout_seconds (%g s) and was cancelled",
+                           binding.name, seconds)
+            raise ProtocolError(
+                EXECUTION_TIMEOUT,
+                f"walker `{binding.name}` ran past walker_timeout_seconds ({seconds:g} s) "
+                "and was cancelled",
+                reason="walker_timeout_seconds",
+            ) from None
 
     def _bearer_identity(self, request: Request) -> Identity:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -284,6 +304,12 @@ class _WalkerSocket:
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         app = self._app
+        origin, host = _origin_and_host(scope)
+        if not origin_allowed(origin, host, app.config.websocket.allowed_origins):
+            # Checked first, so that a foreign page learns nothing, not even which walkers exist.
+            what = f"origin {origin} is not allowed (websocket.allowed_origins)"
+            await _deny(scope, send, 403, error_frame(ORIGIN_NOT_ALLOWED, what))
+            return
         name = scope["path_params"].get("name") if self._known else None
         binding = app.bindings.get(name) if name is not None else None
         if binding is None or not binding.spec.is_websocket:
@@ -307,6 +333,16 @@ class _CustomRoute:
         request = Request(scope, receive)
         response = await self._app.run_http_walker(request, self._name)
         await response(scope, receive, send)
+
+
+def _origin_and_host(scope: dict) -> tuple[str | None, str | None]:
+    origin = host = None
+    for name, value in scope.get("headers", ()):
+        if name == b"origin":
+            origin = value.decode("latin-1")
+        elif name == b"host":
+            host = value.decode("latin-1")
+    return origin, host
 
 
 async def _deny(scope: dict, send: Any, status: int, body: str) -> None:

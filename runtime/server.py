@@ -28,6 +28,7 @@ from .app import JaccApp
 from .auth import TokenService, redact_tokens, resolve_secret
 from .backplane import BackplaneUnavailable, create_backplane
 from .config import Config, ConfigError, load_config
+from .limits import protocol_max_size
 from .protocol import CLOSE_GOING_AWAY
 from .walker import Walker
 
@@ -203,7 +204,23 @@ def _uvicorn_config(app: JaccApp, config: Config) -> uvicorn.Config:
         # tens of KiB of zlib state per idle connection, and gain little on small
         # JSON frames: off.
         ws_per_message_deflate=False,
+        **_websocket_limits(config),
     )
+
+def _websocket_limits(config: Config) -> dict:
+    """The limits of SPEC §9 that uvicorn's WebSocket layer enforces."""
+    limits = config.websocket
+    beat = limits.heartbeat_seconds
+    return {
+        # A ping every beat; a peer whose pong is not back within the next beat is
+        # dropped (1011), so a dead peer goes within two beats of its last sign of life.
+        "ws_ping_interval": beat,
+        "ws_ping_timeout": beat,
+        # Past this, the WebSocket parser refuses a frame from its header (1009)
+        # before buffering it; below it the session answers MESSAGE_TOO_LARGE.
+        "ws_max_size": protocol_max_size(limits.max_message_bytes),
+    }
+
 
 
 def _log_config() -> dict:

@@ -7,7 +7,14 @@ the reader when the peer goes away or a close has been asked for, the sender
 once the close frame is out.
 
 Every frame passes through `_handle`, the one place where a request is
-admitted; limits (size, rate, timeouts) slot in there.
+admitted: size, rate, authentication and expiry are checked there, and the
+walker run is watched for `walker_timeout_seconds`. Those checks cost one read
+of the loop's monotonic clock per frame and a few float operations; timers
+(auth timeout, token expiry, walker timeout) are per connection, never per frame.
+
+Limits outside the session: the caps are counted by the registry
+(connections.py), `Origin` is checked before the upgrade (app.py), and
+WebSocket pings and the protocol-level size limit are uvicorn's (server.py).
 """
 
 from __future__ import annotations
@@ -22,12 +29,19 @@ from starlette.datastructures import QueryParams
 from .auth import AuthError, Identity
 from .backplane import BackplaneUnavailable
 from .connections import Connection
+from .limits import SizeLimit, TokenBucket
 from .protocol import (
+    CAPACITY,
+    CLOSE_CAPACITY,
     CLOSE_INTERNAL_ERROR,
     CLOSE_SERVICE_RESTART,
+    CLOSE_TOO_LARGE,
     CLOSE_UNAUTHORIZED,
+    EXECUTION_TIMEOUT,
     INTERNAL_ERROR,
+    MESSAGE_TOO_LARGE,
     PING,
+    RATE_LIMITED,
     REFRESH,
     REFRESHED_FRAME,
     SERVICE_UNAVAILABLE,
@@ -58,13 +72,29 @@ class WebSocketSession:
         self._receive = receive
         self._send = send
         self._public = app.bindings[walker].spec.public
+        self._dev = app.config.server.dev
+        limits = app.config.websocket
+        self._limits = limits
+        self._loop = asyncio.get_running_loop()
+        self._clock = self._loop.time
+        self._size = SizeLimit(limits.max_message_bytes)
+        self._quick_size = limits.max_message_bytes // 4  # SizeLimit's fast path, inlined
+        self._bucket = TokenBucket(limits.messages_per_second, now=self._clock())
+        self._walker_timeout = limits.walker_timeout_seconds
+        # A loop time (monotonic), so that the per-frame check needs no wall clock.
         self._expires_at: float | None = None
         self._expiry: asyncio.TimerHandle | None = None
+        self._auth_timer: asyncio.TimerHandle | None = None
+        # The walker watchdog: when the running walker started (0.0: none running).
+        self._running_since = 0.0
+        self._timed_out = False
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._reader: asyncio.Task | None = None
         self.connection: Connection | None = None
 
     async def run(self) -> None:
         app = self._app
-        limits = app.config.websocket
+        limits = self._limits
         if (await self._receive())["type"] != "websocket.connect":
             return  # the client left during the handshake
         try:
@@ -78,18 +108,40 @@ class WebSocketSession:
             send_timeout=limits.send_timeout_seconds,
         )
         self.connection = connection
-        app.registry.add(connection)
         try:
+            if app.registry.count(self._walker) >= limits.max_connections_per_walker:
+                # Accepted all the same, so that a browser client can read why.
+                self._refuse(_capacity("max_connections_per_walker",
+                                       limits.max_connections_per_walker,
+                                       f"walker `{self._walker}`"))
+                await self._serve(connection)
+                return
+            app.registry.add(connection)
             self._authenticate_from_query()
+            if not connection.admitted and not connection.closing:
+                self._auth_timer = self._loop.call_later(
+                    limits.auth_timeout_seconds, self._auth_timed_out)
             await self._serve(connection)
         finally:
-            self._cancel_expiry()
+            self._cancel_timers()
             app.registry.discard(connection)
             connection.dispose()
 
+    def _refuse(self, error: ProtocolError) -> None:
+        """Answer with `error`'s frame and close with its code, outside the reader."""
+        self.connection.enqueue(error.frame())
+        self.connection.close(error.close_code, error.reason or "")
+
+    def _cancel_timers(self) -> None:
+        self._cancel_expiry()
+        for timer in (self._auth_timer, self._watchdog):
+            if timer is not None:
+                timer.cancel()
+        self._auth_timer = self._watchdog = None
+
     async def _serve(self, connection: Connection) -> None:
         sender = connection.start()
-        reader = asyncio.get_running_loop().create_task(self._read())
+        reader = self._reader = self._loop.create_task(self._read())
         try:
             await asyncio.wait((reader, sender), return_when=asyncio.FIRST_COMPLETED)
             if reader.done() and connection.closing and not connection.disconnected:
@@ -108,13 +160,18 @@ class WebSocketSession:
         connection = self.connection
         if token is not None:
             try:
-                self._identify(self._app.tokens.verify(token))
+                identity = self._app.tokens.verify(token)
             except AuthError as error:
                 if not self._public:
-                    connection.enqueue(_unauthorized(error).frame())
-                    connection.close(CLOSE_UNAUTHORIZED, error.reason)
+                    self._refuse(_unauthorized(error, close=True))
                     return
                 # A public walker serves anonymous clients: a bad token just identifies nobody.
+            else:
+                try:
+                    self._identify(identity)
+                except ProtocolError as error:
+                    self._refuse(error)
+                    return
         if self._public or connection.identity is not None:
             self._app.registry.admit(connection)
 
@@ -126,14 +183,35 @@ class WebSocketSession:
             raise _unauthorized(error, close=True) from None
         self._identify(identity)
         self._app.registry.admit(self.connection)
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+            self._auth_timer = None
 
     def _identify(self, identity: Identity) -> None:
+        """Take `identity` as the connection's user; CAPACITY if that user has too many."""
+        limit = self._limits.max_connections_per_user
+        if not self._app.registry.claim_user(self.connection, identity.user_id, limit):
+            raise _capacity("max_connections_per_user", limit, "this user")
         self.connection.identity = identity
-        self._expires_at = identity.expires_at
         self._cancel_expiry()
-        if identity.expires_at is not None:
+        if identity.expires_at is None:
+            self._expires_at = None
+        else:
             delay = max(0.0, identity.expires_at - time.time())
-            self._expiry = asyncio.get_running_loop().call_later(delay, self._expired)
+            self._expires_at = self._clock() + delay
+            self._expiry = self._loop.call_later(delay, self._expired)
+
+    def _auth_timed_out(self) -> None:
+        self._auth_timer = None
+        connection = self.connection
+        if not connection.admitted and not connection.closing:
+            seconds = self._limits.auth_timeout_seconds
+            self._refuse(ProtocolError(
+                UNAUTHORIZED,
+                f"no token within auth_timeout_seconds ({seconds:g} s)",
+                reason="missing",
+                close_code=CLOSE_UNAUTHORIZED,
+            ))
 
     def _expired(self) -> None:
         self._expiry = None
@@ -179,20 +257,94 @@ class WebSocketSession:
             # The walker went away under a dev reload.
             self.connection.close(CLOSE_SERVICE_RESTART, "walker removed")
             return
-        payload, token = self._admit(data)
+        now = self._clock()
+        if len(data) > self._quick_size:
+            self._check_size(data)
+        if not self._bucket.take(now):
+            raise self._rate_limited(now)
+        payload, token = self._admit(data, now)
         kind = binding.control_type(payload)
         if kind is not None:
             await self._control(kind, token)
             return
         binding.check(payload)
-        reports = await run_walker(binding, payload)
+        self._running_since = now
+        if self._watchdog is None:
+            self._watchdog = self._loop.call_at(now + self._walker_timeout, self._watch_walker)
+        try:
+            reports = await run_walker(binding, payload, self._dev)
+        finally:
+            self._running_since = 0.0
+            if self._timed_out:
+                # Whatever the walker did once cancelled (let the CancelledError out,
+                # caught it and returned, raised something else), it ran too long.
+                raise self._walker_timed_out(binding.name)
         frame = success_frame(reports)
         if binding.spec.broadcast:
             await self._publish(frame)
         else:
             await self.connection.reply(frame)
 
-    def _admit(self, data: str | bytes) -> tuple[dict, object]:
+    def _check_size(self, data: str | bytes) -> None:
+        size = self._size.exceeded(data)
+        if size:
+            limit = self._size.limit
+            raise ProtocolError(
+                MESSAGE_TOO_LARGE,
+                f"a frame of {size} bytes is over max_message_bytes ({limit})",
+                reason="max_message_bytes",
+                close_code=CLOSE_TOO_LARGE,
+            )
+
+    def _rate_limited(self, now: float) -> ProtocolError:
+        rate = self._bucket.rate
+        wait = self._bucket.retry_after(now)
+        return ProtocolError(
+            RATE_LIMITED,
+            f"over messages_per_second ({rate:g}): retry in {wait:.2f} s",
+            reason="messages_per_second",
+        )
+
+    # --- the walker timeout --------------------------------------------------------
+
+    def _watch_walker(self) -> None:
+        """The watchdog timer: cancel a walker that runs past its deadline.
+
+        Armed when a walker starts and none is armed; when it fires for a walker
+        that has since finished it re-arms for the running one, if any, so it
+        runs at most once per `walker_timeout_seconds` per connection.
+        """
+        self._watchdog = None
+        started = self._running_since
+        if not started:
+            return
+        deadline = started + self._walker_timeout
+        if self._clock() < deadline:
+            self._watchdog = self._loop.call_at(deadline, self._watch_walker)
+            return
+        self._running_since = 0.0
+        self._timed_out = True
+        # The reader is the task awaiting the walker: the CancelledError lands at the
+        # walker's current `await`. A walker that never awaits cannot be interrupted.
+        self._reader.cancel()
+
+    def _walker_timed_out(self, name: str) -> ProtocolError:
+        self._timed_out = False
+        if self._reader.uncancel():
+            # Cancelled for another reason too (the session is ending): let that win.
+            raise asyncio.CancelledError
+        seconds = self._walker_timeout
+        logger.warning("walker %s ran past walker_timeout_seconds (%g s) and was cancelled",
+                       name, seconds)
+        return ProtocolError(
+            EXECUTION_TIMEOUT,
+            f"walker `{name}` ran past walker_timeout_seconds ({seconds:g} s) and was cancelled",
+            reason="walker_timeout_seconds",
+        )
+
+    # --- parsing and authentication of a frame -------------------------------------
+
+    def _admit(self, data: str | bytes, now: float) -> tuple[dict, object]:
         """Parse a frame and take its `token` out; authenticate or check expiry."""
         connection = self.connection
         try:
@@ -210,7 +362,7 @@ class WebSocketSession:
         token = payload.pop("token", _NO_TOKEN)
         if not connection.admitted:
             self._authenticate(token)
-        elif self._expires_at is not None and time.time() >= self._expires_at:
+        elif self._expires_at is not None and now >= self._expires_at:
             raise _unauthorized(AuthError("expired"), close=True)
         return payload, token
 
@@ -243,6 +395,15 @@ class WebSocketSession:
                 close_code=CLOSE_UNAUTHORIZED,
             )
         self._identify(identity)
+
+
+def _capacity(key: str, limit: int, whom: str) -> ProtocolError:
+    return ProtocolError(
+        CAPACITY,
+        f"{whom} has reached {key} ({limit} open connections)",
+        reason=key,
+        close_code=CLOSE_CAPACITY,
+    )
 
 
 def _unauthorized(error: AuthError, close: bool = False) -> ProtocolError:
