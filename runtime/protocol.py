@@ -12,7 +12,9 @@ from __future__ import annotations
 import difflib
 import json
 import logging
+import os
 import time
+from types import TracebackType
 from typing import Any
 
 from .types import compile_check
@@ -34,6 +36,8 @@ INTERNAL_ERROR = "INTERNAL_ERROR"
 # HTTP only: an unknown route or walker, or a method the route does not serve.
 NOT_FOUND = "NOT_FOUND"
 METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+# HTTP only: a WebSocket handshake from a browser origin that is not allowed (403).
+ORIGIN_NOT_ALLOWED = "ORIGIN_NOT_ALLOWED"
 
 # --- WebSocket close codes ---------------------------------------------------------
 
@@ -54,6 +58,7 @@ HTTP_STATUS = {
     UNAUTHORIZED: 401,
     NOT_FOUND: 404,
     METHOD_NOT_ALLOWED: 405,
+    ORIGIN_NOT_ALLOWED: 403,
     MESSAGE_TOO_LARGE: 413,
     RATE_LIMITED: 429,
     CAPACITY: 503,
@@ -78,7 +83,8 @@ class ProtocolError(Exception):
     """A request that gets an error envelope instead of reports.
 
     `close_code`, when set, is the WebSocket close code that follows the frame;
-    `status` is the HTTP status when the request came over HTTP.
+    `status` is the HTTP status when the request came over HTTP; `line` is the
+    `.jac` line a walker failed at, sent in dev mode only.
     """
 
     def __init__(
@@ -90,6 +96,7 @@ class ProtocolError(Exception):
         reason: str | None = None,
         close_code: int | None = None,
         status: int | None = None,
+        line: int | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
@@ -98,9 +105,12 @@ class ProtocolError(Exception):
         self.reason = reason
         self.close_code = close_code
         self.status = status if status is not None else HTTP_STATUS.get(code, 500)
+        self.line = line
 
     def frame(self) -> str:
-        return error_frame(self.code, self.message, details=self.details, reason=self.reason)
+        return error_frame(
+            self.code, self.message, details=self.details, reason=self.reason, line=self.line
+        )
 
 
 class _Unserialisable(Exception):
@@ -137,9 +147,16 @@ def success_frame(reports: list) -> str:
 
 
 def error_frame(
-    code: str, message: str, *, details: list | None = None, reason: str | None = None
+    code: str,
+    message: str,
+    *,
+    details: list | None = None,
+    reason: str | None = None,
+    line: int | None = None,
 ) -> str:
     error: dict[str, Any] = {"code": code, "message": message}
+    if line is not None:
+        error["line"] = line
     if reason is not None:
         error["reason"] = reason
     if details is not None:
@@ -279,17 +296,45 @@ class WalkerBinding:
         return f", did you mean `{match[0]}`?" if match else ""
 
 
-async def run_walker(binding: WalkerBinding, fields: dict) -> list:
+async def run_walker(binding: WalkerBinding, fields: dict, dev: bool = False) -> list:
     """Run one walker instance with checked `fields` and return its reports.
 
     A walker that raises becomes ProtocolError(EXECUTION_ERROR) naming the
     exception's type and text; the traceback goes to the server log only.
+    With `dev`, the error also carries the `.jac` line it was raised at and
+    the `.jac` frames that led there (`line`, `details`).
     """
     try:
         return await spawn(binding.cls(**fields))
     except Exception as error:
-        logger.error("walker %s raised %s", binding.name, type(error).__name__, exc_info=error)
-        raise ProtocolError(EXECUTION_ERROR, describe_exception(error)) from None
+        raise execution_error(binding.name, error, dev) from None
+
+
+def execution_error(walker: str, error: BaseException, dev: bool = False) -> ProtocolError:
+    """Log `error` with its traceback and turn it into the EXECUTION_ERROR to answer with."""
+    frames = jac_frames(error.__traceback__)
+    where = f" at {frames[-1]['file']}:{frames[-1]['line']}" if frames else ""
+    logger.error("walker %s raised %s%s", walker, type(error).__name__, where, exc_info=error)
+    message = describe_exception(error)
+    if dev and frames:
+        return ProtocolError(EXECUTION_ERROR, message, line=frames[-1]["line"], details=frames)
+    return ProtocolError(EXECUTION_ERROR, message)
+
+
+def jac_frames(tb: TracebackType | None) -> list[dict]:
+    """The frames of a traceback that are in `.jac` source, outermost first.
+
+    `{"file": "app.jac", "line": 7, "function": "explode"}`; the file is named
+    by its base name, as the user knows it, never by a server path.
+    """
+    frames = []
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_filename.endswith(".jac"):
+            frames.append({"file": os.path.basename(code.co_filename), "line": tb.tb_lineno,
+                           "function": code.co_name})
+        tb = tb.tb_next
+    return frames
 
 
 def describe_exception(error: BaseException) -> str:

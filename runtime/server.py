@@ -207,6 +207,7 @@ def _uvicorn_config(app: JaccApp, config: Config) -> uvicorn.Config:
         **_websocket_limits(config),
     )
 
+
 def _websocket_limits(config: Config) -> dict:
     """The limits of SPEC §9 that uvicorn's WebSocket layer enforces."""
     limits = config.websocket
@@ -220,7 +221,6 @@ def _websocket_limits(config: Config) -> dict:
         # before buffering it; below it the session answers MESSAGE_TOO_LARGE.
         "ws_max_size": protocol_max_size(limits.max_message_bytes),
     }
-
 
 
 def _log_config() -> dict:

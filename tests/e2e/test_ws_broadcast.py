@@ -24,7 +24,9 @@ TOKENS = TokenService(SECRET)
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     # A long send timeout: if a slow reader could hold the others up, it would show.
-    env = server_env(JACC_WEBSOCKET_SEND_TIMEOUT_SECONDS="30")
+    # No rate limit to speak of: one client sends thousands of frames as fast as it can.
+    env = server_env(JACC_WEBSOCKET_SEND_TIMEOUT_SECONDS="30",
+                     JACC_WEBSOCKET_MESSAGES_PER_SECOND="1000000")
     running = start_server(tmp_path_factory.mktemp("app"), app_source("seed", "extras"), env=env)
     yield running
     running.stop()
