@@ -43,6 +43,7 @@ from .openapi import openapi_document
 from .origins import origin_allowed
 from .protocol import (
     CLOSE_GOING_AWAY,
+    CLOSE_SERVICE_RESTART,
     EXECUTION_TIMEOUT,
     INTERNAL_ERROR,
     INVALID_PAYLOAD,
@@ -107,6 +108,7 @@ class JaccApp:
         self.title = title
         self._version = _version()
         self.bindings: dict[str, WalkerBinding] = {}
+        self._extra_routes: list[BaseRoute] = []
         self._closing = False
         self._starlette = Starlette(
             routes=[],
@@ -118,10 +120,31 @@ class JaccApp:
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         await self._starlette(scope, receive, send)
 
-    def set_walkers(self, walkers: Iterable[type[Walker]] | Mapping[str, type[Walker]]) -> None:
-        """Serve these walkers from now on; open connections run the new code on their next frame."""
+    def set_walkers(
+        self, walkers: Iterable[type[Walker]] | Mapping[str, type[Walker]]
+    ) -> dict[str, str]:
+        """Serve these walkers from now on; open connections run the new code on their next frame.
+
+        The open connections of a walker that is gone, is no longer a WebSocket
+        walker, or changed between public and private are closed with 1012 at
+        once, so that their clients reconnect under the new rules. Returns those
+        walkers' names, each with the close reason.
+        """
         classes = walkers.values() if isinstance(walkers, Mapping) else walkers
+        old = self.bindings
         self.bindings = {cls.__jacc_spec__.name: WalkerBinding(cls) for cls in classes}
+        self._starlette.router.routes = self._routes()
+        stale = _stale_walkers(old, self.bindings)
+        if stale:
+            for connection in self.registry.connections():
+                reason = stale.get(connection.walker)
+                if reason is not None:
+                    connection.close(CLOSE_SERVICE_RESTART, reason)
+        return stale
+
+    def add_route(self, route: BaseRoute) -> None:
+        """Serve `route` too, ahead of the walkers' routes and across `set_walkers`."""
+        self._extra_routes.append(route)
         self._starlette.router.routes = self._routes()
 
     def http_routes(self) -> list[tuple[str, str, WalkerBinding]]:
@@ -149,6 +172,7 @@ class JaccApp:
 
     def _routes(self) -> list[BaseRoute]:
         routes: list[BaseRoute] = [
+            *self._extra_routes,
             WebSocketRoute("/ws/{name}", _WalkerSocket(self)),
             WebSocketRoute("/ws/walker/{name}", _WalkerSocket(self)),
             # Any other upgrade gets the same 404, not Starlette's default 403.
@@ -333,6 +357,23 @@ class _CustomRoute:
         request = Request(scope, receive)
         response = await self._app.run_http_walker(request, self._name)
         await response(scope, receive, send)
+
+
+def _stale_walkers(
+    old: Mapping[str, WalkerBinding], new: Mapping[str, WalkerBinding]
+) -> dict[str, str]:
+    """The WebSocket walkers of `old` whose open connections cannot go on under `new`."""
+    stale = {}
+    for name, before in old.items():
+        if not before.spec.is_websocket:
+            continue
+        after = new.get(name)
+        if after is None:
+            stale[name] = "walker removed"
+        elif not after.spec.is_websocket or after.spec.public != before.spec.public:
+            # A session keeps the rules it was admitted under: reconnect under the new ones.
+            stale[name] = "walker changed"
+    return stale
 
 
 def _origin_and_host(scope: dict) -> tuple[str | None, str | None]:

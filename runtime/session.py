@@ -252,6 +252,10 @@ class WebSocketSession:
 
     async def _handle(self, data: str | bytes) -> None:
         """Admit one frame and answer it: the single entry point of every request."""
+        if self.connection.closing:
+            # Closed while this frame was on its way (a dev reload changed the walker's
+            # rules): running it under the new binding could skip an authentication.
+            return
         binding = self._app.bindings.get(self._walker)
         if binding is None:
             # The walker went away under a dev reload.
