@@ -30,6 +30,7 @@ from .backplane import BackplaneUnavailable, create_backplane
 from .config import Config, ConfigError, load_config
 from .limits import protocol_max_size
 from .protocol import CLOSE_GOING_AWAY
+from .reload import STATUS_PATH, DevReloader
 from .walker import Walker
 
 __all__ = ["ServeOptions", "load_walkers", "print_token", "serve", "walker_table"]
@@ -87,9 +88,12 @@ def serve(options: ServeOptions, environ: Mapping[str, str] = os.environ) -> int
         walkers, tokens=tokens, config=config, accounts=accounts, backplane=backplane,
         title=options.app.stem,
     )
+    reloader = DevReloader(app, options.app, load_walkers) if config.server.dev else None
     try:
         _print_banner(options.app, config, app)
-        server = _Server(_uvicorn_config(app, config), app)
+        if reloader is not None:
+            print(f"dev mode: watching {options.app}; build status at {STATUS_PATH}", flush=True)
+        server = _Server(_uvicorn_config(app, config), app, reloader)
         with _signals_handled():
             server.run()
     except SystemExit as stop:
@@ -262,11 +266,21 @@ def _redacted(value: object) -> object:
 class _Server(uvicorn.Server):
     """uvicorn's server, closing WebSockets with 1001 before it stops (uvicorn would say 1012)."""
 
-    def __init__(self, config: uvicorn.Config, app: JaccApp) -> None:
+    def __init__(self, config: uvicorn.Config, app: JaccApp,
+                 reloader: DevReloader | None = None) -> None:
         super().__init__(config)
         self._jacc_app = app
+        self._reloader = reloader
+
+    async def startup(self, sockets: list | None = None) -> None:
+        await super().startup(sockets)
+        # uvicorn skips shutdown() when startup asked to exit: start nothing it won't stop.
+        if self._reloader is not None and not self.should_exit:
+            self._reloader.start()
 
     async def shutdown(self, sockets: list | None = None) -> None:
+        if self._reloader is not None:
+            await self._reloader.stop()
         # Stop accepting first, so that no socket opens behind the closing ones.
         for server in self.servers:
             server.close()
