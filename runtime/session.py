@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from typing import TYPE_CHECKING
 
 from starlette.datastructures import QueryParams
@@ -61,6 +62,9 @@ logger = logging.getLogger("jacc.session")
 
 _NO_TOKEN = object()
 
+# How many frames the session reads ahead while a walker runs long (see `_read_ahead`).
+_READ_AHEAD_FRAMES = 64
+
 
 class WebSocketSession:
     """Serves one accepted socket of the walker `walker` of `app`."""
@@ -90,6 +94,10 @@ class WebSocketSession:
         self._timed_out = False
         self._watchdog: asyncio.TimerHandle | None = None
         self._reader: asyncio.Task | None = None
+        # A walker still running after this long makes the session read ahead.
+        self._read_ahead_after = min(limits.heartbeat_seconds / 2, self._walker_timeout)
+        self._read_ahead_task: asyncio.Task | None = None
+        self._ahead: deque[dict] = deque()  # frames read ahead, served before new ones
         self.connection: Connection | None = None
 
     async def run(self) -> None:
@@ -149,9 +157,12 @@ class WebSocketSession:
                 # watchdog bounds how long a peer that reads nothing can hold it.
                 await asyncio.wait((sender,))
         finally:
-            for task in (reader, sender):
+            tasks = [reader, sender]
+            if self._read_ahead_task is not None:
+                tasks.append(self._read_ahead_task)
+            for task in tasks:
                 task.cancel()
-            await asyncio.wait((reader, sender))
+            await asyncio.wait(tasks)
 
     # --- authentication ------------------------------------------------------------
 
@@ -229,9 +240,10 @@ class WebSocketSession:
     async def _read(self) -> None:
         receive = self._receive
         connection = self.connection
+        ahead = self._ahead
         try:
             while not connection.closing:
-                message = await receive()
+                message = ahead.popleft() if ahead else await receive()
                 if message["type"] != "websocket.receive":
                     connection.disconnected = True
                     return
@@ -274,11 +286,14 @@ class WebSocketSession:
         binding.check(payload)
         self._running_since = now
         if self._watchdog is None:
-            self._watchdog = self._loop.call_at(now + self._walker_timeout, self._watch_walker)
+            self._watchdog = self._loop.call_at(now + self._read_ahead_after, self._watch_walker)
         try:
             reports = await run_walker(binding, payload, self._dev)
         finally:
             self._running_since = 0.0
+            if self._read_ahead_task is not None:
+                self._read_ahead_task.cancel()  # nothing is lost: frames it read are in _ahead
+                self._read_ahead_task = None
             if self._timed_out:
                 # Whatever the walker did once cancelled (let the CancelledError out,
                 # caught it and returned, raised something else), it ran too long.
@@ -312,18 +327,26 @@ class WebSocketSession:
     # --- the walker timeout --------------------------------------------------------
 
     def _watch_walker(self) -> None:
-        """The watchdog timer: cancel a walker that runs past its deadline.
+        """The watchdog timer: read ahead for a walker that runs long, cancel one past its deadline.
 
         Armed when a walker starts and none is armed; when it fires for a walker
         that has since finished it re-arms for the running one, if any, so it
-        runs at most once per `walker_timeout_seconds` per connection.
+        runs at most twice per `walker_timeout_seconds` (or once a half beat)
+        per connection, and not at all on an idle one.
         """
         self._watchdog = None
         started = self._running_since
         if not started:
             return
+        now = self._clock()
         deadline = started + self._walker_timeout
-        if self._clock() < deadline:
+        if now < deadline:
+            read_ahead_at = started + self._read_ahead_after
+            if now < read_ahead_at:
+                self._watchdog = self._loop.call_at(read_ahead_at, self._watch_walker)
+                return
+            if self._read_ahead_task is None:
+                self._read_ahead_task = self._loop.create_task(self._read_ahead())
             self._watchdog = self._loop.call_at(deadline, self._watch_walker)
             return
         self._running_since = 0.0
@@ -331,6 +354,23 @@ class WebSocketSession:
         # The reader is the task awaiting the walker: the CancelledError lands at the
         # walker's current `await`. A walker that never awaits cannot be interrupted.
         self._reader.cancel()
+
+    async def _read_ahead(self) -> None:
+        """Go on reading the socket while a walker runs long.
+
+        uvicorn stops reading a socket while a frame it received waits for the
+        app, so with a frame pipelined behind a long walker run the peer's pongs
+        would sit unread and the keepalive would drop a live client (1011). Frames
+        read here wait in `_ahead`, in order, for the reader. A client that sends
+        more than _READ_AHEAD_FRAMES meanwhile is left to TCP backpressure again.
+        """
+        ahead = self._ahead
+        receive = self._receive
+        while len(ahead) < _READ_AHEAD_FRAMES:
+            message = await receive()
+            ahead.append(message)
+            if message["type"] != "websocket.receive":
+                return
 
     def _walker_timed_out(self, name: str) -> ProtocolError:
         self._timed_out = False

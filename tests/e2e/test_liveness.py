@@ -29,8 +29,9 @@ BEAT = 1.0
 def server(tmp_path_factory):
     # From the environment this time (test_ws_limits.py uses a jacc.toml).
     env = server_env(JACC_WEBSOCKET_HEARTBEAT_SECONDS=str(BEAT),
-                     JACC_WEBSOCKET_AUTH_TIMEOUT_SECONDS="1")
-    running = start_server(tmp_path_factory.mktemp("app"), app_source("seed"), env=env)
+                     JACC_WEBSOCKET_AUTH_TIMEOUT_SECONDS="1",
+                     JACC_WEBSOCKET_WALKER_TIMEOUT_SECONDS="10")
+    running = start_server(tmp_path_factory.mktemp("app"), app_source("seed", "limits"), env=env)
     yield running
     running.stop()
 
@@ -65,6 +66,29 @@ def test_an_idle_client_that_answers_pings_stays_connected(server):
             return await ask(ws, {"message": "still here"})
 
     assert run(client())["ok"] is True
+
+
+def test_a_walker_running_for_several_beats_does_not_cost_its_connection(server):
+    # While a walker runs the session reads no frame, and a pong that waits unread
+    # behind the walker's frame would look like a dead peer: the session reads
+    # ahead while a walker runs long, so pongs (and pipelined frames) get through.
+    async def client():
+        async with connect(server.ws("/ws/Sleepy"), ping_interval=None) as ws:
+            await ws.send(json.dumps({"seconds": 3.5 * BEAT}))
+            await asyncio.sleep(0.5 * BEAT)
+            await ws.send(json.dumps({"seconds": 0.01}))  # pipelined behind the slow one
+            await ws.send(json.dumps({"type": "ping"}))
+            answers = [json.loads(await ws.recv()) for _ in range(3)]
+            # Then slow again, with nothing pipelined, and the connection still usable.
+            answers.append(await ask(ws, {"seconds": 2.5 * BEAT}))
+            answers.append(await ask(ws, {"type": "ping"}))
+            return answers
+
+    slow, quick, pong, slow_again, pong_again = run(client())
+    assert slow["data"]["reports"] == [{"slept": 3.5 * BEAT}]
+    assert quick["data"]["reports"] == [{"slept": 0.01}]
+    assert pong["type"] == "pong" and pong_again["type"] == "pong"
+    assert slow_again["data"]["reports"] == [{"slept": 2.5 * BEAT}]
 
 
 def test_a_private_connection_that_never_authenticates_gets_4401_and_no_broadcast(server):
