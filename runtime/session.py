@@ -362,15 +362,18 @@ class WebSocketSession:
         app, so with a frame pipelined behind a long walker run the peer's pongs
         would sit unread and the keepalive would drop a live client (1011). Frames
         read here wait in `_ahead`, in order, for the reader. A client that sends
-        more than _READ_AHEAD_FRAMES meanwhile is left to TCP backpressure again.
+        more than _READ_AHEAD_FRAMES, or four times `max_message_bytes`,
+        meanwhile is left to TCP backpressure again.
         """
         ahead = self._ahead
         receive = self._receive
-        while len(ahead) < _READ_AHEAD_FRAMES:
+        budget = 4 * self._limits.max_message_bytes
+        while len(ahead) < _READ_AHEAD_FRAMES and budget > 0:
             message = await receive()
             ahead.append(message)
             if message["type"] != "websocket.receive":
                 return
+            budget -= len(message.get("text") or message.get("bytes") or b"")
 
     def _walker_timed_out(self, name: str) -> ProtocolError:
         self._timed_out = False
