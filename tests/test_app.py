@@ -460,3 +460,50 @@ def test_two_apps_sharing_a_backplane_broadcast_to_each_others_clients(tokens):
     assert got_a == got_b  # the same frames, in the same order, on both "workers"
     assert sorted(frame["data"]["reports"][0] for frame in got_a) == ["from one", "from two"]
     assert [channel for channel, _ in backplane.published] == ["Room", "Room"]
+
+
+# --- limits (issue 4; tests/e2e/ proves each against a real server) ----------------------
+
+
+def _limited_app(tokens, **websocket) -> JaccApp:
+    from dataclasses import replace
+
+    from jacc_runtime.app import default_config
+
+    config = default_config()
+    config = replace(config, websocket=replace(config.websocket, **websocket))
+    return JaccApp(WALKERS, tokens=tokens, config=config)
+
+
+def test_a_foreign_origin_is_refused_before_the_upgrade(tokens):
+    app = _limited_app(tokens, allowed_origins=("https://app.example",))
+    with TestClient(app) as client:
+        with pytest.raises(WebSocketDenialResponse) as caught:
+            with client.websocket_connect("/ws/EchoMessage", headers={"origin": "https://evil.example"}):
+                pass
+        assert caught.value.status_code == 403
+        assert caught.value.json()["error"]["code"] == "ORIGIN_NOT_ALLOWED"
+        for origin in ("https://app.example", "http://testserver"):
+            with client.websocket_connect("/ws/EchoMessage", headers={"origin": origin}) as ws:
+                assert send(ws, {"message": "hi"})["ok"] is True
+
+
+def test_size_rate_and_walker_cap_in_process(tokens):
+    app = _limited_app(tokens, max_message_bytes=64, messages_per_second=2,
+                       max_connections_per_walker=1)
+    with TestClient(app) as client:
+        with client.websocket_connect("/ws/EchoMessage") as ws:
+            assert send(ws, {"type": "ping"})["type"] == "pong"
+            assert send(ws, {"message": "x"})["ok"] is True
+            assert send(ws, {"message": "x"})["error"]["code"] == "RATE_LIMITED"
+            with client.websocket_connect("/ws/EchoMessage") as second:
+                assert json.loads(second.receive_text())["error"]["code"] == "CAPACITY"
+                with pytest.raises(WebSocketDisconnect) as closed:
+                    second.receive_text()
+                assert closed.value.code == 4403
+        with client.websocket_connect("/ws/EchoMessage") as ws:  # the slot was released
+            ws.send_text(json.dumps({"message": "x" * 64}))
+            assert json.loads(ws.receive_text())["error"]["code"] == "MESSAGE_TOO_LARGE"
+            with pytest.raises(WebSocketDisconnect) as closed:
+                ws.receive_text()
+            assert closed.value.code == 4413

@@ -194,3 +194,79 @@ def test_execution_error_names_type_and_text_and_logs_the_traceback(caplog):
 def test_describe_exception_without_text():
     assert describe_exception(KeyError()) == "KeyError"
     assert describe_exception(RuntimeError("x: y")) == "RuntimeError: x: y"
+
+
+# --- where a walker failed, in dev mode ------------------------------------------------
+
+FAILING_JAC = """
+def deeper(x: int) -> int {
+    return 10 // x;
+}
+
+@restspec(protocol=APIProtocol.WEBSOCKET)
+async walker : pub Divide {
+    has by: int = 0;
+
+    async can divide with Root entry {
+        report deeper(self.by);
+    }
+}
+"""
+
+
+def _compiled_walker(name: str, filename: str):
+    from jacc.compiler import compile_source
+
+    namespace: dict = {}
+    exec(compile_source(FAILING_JAC, "app.jac", filename).code, namespace)
+    return namespace[name]
+
+
+def test_dev_mode_adds_the_jac_line_and_frames(tmp_path):
+    binding = WalkerBinding(_compiled_walker("Divide", str(tmp_path / "app.jac")))
+    with pytest.raises(ProtocolError) as caught:
+        run(run_walker(binding, {}, dev=True))
+    error = json.loads(caught.value.frame())["error"]
+    assert error == {
+        "code": "EXECUTION_ERROR",
+        "message": "ZeroDivisionError: integer division or modulo by zero",
+        "line": 3,
+        "details": [{"file": "app.jac", "line": 11, "function": "divide"},
+                    {"file": "app.jac", "line": 3, "function": "deeper"}],
+    }
+    assert str(tmp_path) not in caught.value.frame()
+
+
+def test_without_dev_mode_the_line_is_only_in_the_log(tmp_path, caplog):
+    binding = WalkerBinding(_compiled_walker("Divide", str(tmp_path / "app.jac")))
+    with caplog.at_level(logging.ERROR, logger="jacc.walker"):
+        with pytest.raises(ProtocolError) as caught:
+            run(run_walker(binding, {}))
+    assert json.loads(caught.value.frame())["error"] == {
+        "code": "EXECUTION_ERROR",
+        "message": "ZeroDivisionError: integer division or modulo by zero",
+    }
+    assert "walker Divide raised ZeroDivisionError at app.jac:3" in caplog.text
+
+
+def test_dev_mode_names_the_jac_line_of_a_built_module_too(tmp_path):
+    import importlib.util
+
+    from jacc.compiler import build_file
+
+    (tmp_path / "app.jac").write_text(FAILING_JAC)
+    build_file(tmp_path / "app.jac", tmp_path / "app.py")
+    spec = importlib.util.spec_from_file_location("jacc_test_protocol_built", tmp_path / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(ProtocolError) as caught:
+        run(run_walker(WalkerBinding(module.Divide), {}, dev=True))
+    assert caught.value.line == 3
+    assert [(d["file"], d["line"]) for d in caught.value.details] == [("app.jac", 11), ("app.jac", 3)]
+
+
+def test_dev_mode_without_jac_frames_adds_nothing():
+    with pytest.raises(ProtocolError) as caught:
+        run(run_walker(WalkerBinding(Boom), {}, dev=True))  # a walker written in Python
+    assert json.loads(caught.value.frame())["error"] == {
+        "code": "EXECUTION_ERROR", "message": "ValueError: boom"}
