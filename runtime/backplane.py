@@ -56,4 +56,6 @@ def create_backplane(url: str) -> Backplane:
     """The backplane named by the `websocket.backplane` setting."""
     if url == "memory":
         return MemoryBackplane()
-    raise BackplaneUnavailable(f"backplane {url.split('://')[0]}:// is not supported yet")
+    scheme = url.split("://")[0]
+    raise BackplaneUnavailable(f"websocket.backplane: {scheme}:// is not supported yet; "
+                               'use "memory"')

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 from types import TracebackType
 
 
@@ -57,3 +58,15 @@ def _raise_at(filename: str, line: int, name: str, exc: BaseException) -> Traceb
     except BaseException:
         return sys.exc_info()[2].tb_next
     raise AssertionError("unreachable")
+
+
+def jac_traceback(error: BaseException) -> str:
+    """The traceback of an error raised by a Jac program, showing only `.jac` frames.
+
+    For a program whose top level raised while loading (a failing import, a glob
+    that divides by zero): the frames of the loader in between are noise to the user.
+    """
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename.endswith(".jac")]
+    lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames)]
+    lines.extend(traceback.format_exception_only(error))
+    return "".join(lines).rstrip()

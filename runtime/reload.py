@@ -20,7 +20,6 @@ import contextlib
 import hashlib
 import logging
 import sys
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence, TextIO
@@ -31,6 +30,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .app import JaccApp
+from .lines import jac_traceback
 from .protocol import encode
 from .walker import Walker
 
@@ -181,7 +181,7 @@ class DevReloader:
         else:
             # The program compiled but running its top level raised (a failing
             # import, a glob that divides by zero): the traceback is the diagnosis.
-            rendered = "".join(traceback.format_exception(error)).rstrip()
+            rendered = jac_traceback(error)
             shown = ()
         old = self.status
         return BuildStatus(ok=False, version=old.version, builds=builds, file=str(self._path),

@@ -29,6 +29,7 @@ from .auth import TokenService, redact_tokens, resolve_secret
 from .backplane import BackplaneUnavailable, create_backplane
 from .config import Config, ConfigError, load_config
 from .limits import protocol_max_size
+from .lines import jac_traceback
 from .protocol import CLOSE_GOING_AWAY
 from .reload import STATUS_PATH, DevReloader
 from .walker import Walker
@@ -71,7 +72,14 @@ def serve(options: ServeOptions, environ: Mapping[str, str] = os.environ) -> int
         return _fail(str(error))
     if not options.app.is_file():
         return _fail(f"error: {options.app}: no such file")
-    walkers = load_walkers(options.app)  # a JacError reaches the CLI, which renders it
+    from jacc.diagnostics import JacError  # serving source needs the compiler anyway
+
+    try:
+        walkers = load_walkers(options.app)  # a JacError reaches the CLI, which renders it
+    except JacError:
+        raise
+    except Exception as error:  # the program's own top level raised: the user's error
+        return _fail(f"{jac_traceback(error)}\nerror: {options.app} raised while loading")
     problem = _refuse_workers(config, walkers)
     if problem:
         return _fail(problem)

@@ -97,3 +97,11 @@ def test_a_port_in_use_exits_1(server, tmp_path):
     )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
+
+
+def test_a_program_whose_top_level_raises_exits_1_naming_the_jac_line(tmp_path):
+    result = serve_once(tmp_path, "\nglob ratio = 1 / 0;\n")
+    assert result.returncode == 1
+    assert 'app.jac", line 2' in result.stderr
+    assert "ZeroDivisionError: division by zero" in result.stderr
+    assert "internal" not in result.stderr
