@@ -130,7 +130,7 @@ class CodeGen:
         bases = [self.expr(b) for b in node.bases] + [_runtime("Walker", node.name_span)]
         body: list[ast.stmt] = []
         if node.docstring is not None:
-            body.append(_locate(ast.Expr(ast.Constant(node.docstring)), node.span))
+            body.append(_locate(ast.Expr(_locate(ast.Constant(node.docstring), node.span)), node.span))
         entries = exits = 0
         for member in node.members:
             if isinstance(member, n.HasField):
