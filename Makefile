@@ -21,6 +21,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/compile.py
 	$(PY) bench/ws.py
+	$(PY) bench/reload.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache
