@@ -13,7 +13,7 @@ from importlib import resources
 from typing import Any
 
 from lark import Lark, Token
-from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
 from . import nodes as n
 from .diagnostics import Diagnostic, JacError
@@ -192,8 +192,3 @@ def _help_for(expected: set[str]) -> str | None:
     if "SEMICOLON" in expected:
         return "Jac statements end with `;`"
     return None
-
-
-def parse_error_types() -> tuple[type, ...]:
-    """The Lark errors `parse_module` turns into diagnostics (for tests)."""
-    return (UnexpectedCharacters, UnexpectedEOF, UnexpectedToken)

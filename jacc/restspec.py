@@ -26,7 +26,6 @@ class RestSpec:
     broadcast: bool = False
     method: str | None = None
     path: str | None = None
-    protocol_given: bool = False
 
 
 def is_restspec(decorator: n.Decorator) -> bool:
@@ -107,12 +106,12 @@ def _protocol(spec: RestSpec, value: n.Expr) -> tuple[RestSpec, Diagnostic | Non
                                     value.span, help="use `APIProtocol.HTTP` or "
                                     "`APIProtocol.WEBSOCKET`")
         if value.attr in PROTOCOLS:
-            return _replace(spec, protocol=PROTOCOLS[value.attr], protocol_given=True), None
+            return _replace(spec, protocol=PROTOCOLS[value.attr]), None
         return spec, _unknown_protocol(f"APIProtocol.{value.attr}", value)
     if isinstance(value, n.Constant) and isinstance(value.value, str):
         if value.value.lower() in PROTOCOL_STRINGS:
             protocol = PROTOCOL_STRINGS[value.value.lower()]
-            return _replace(spec, protocol=protocol, protocol_given=True), None
+            return _replace(spec, protocol=protocol), None
         if value.value.lower() == "webhook":
             return spec, Diagnostic("E0108", "the webhook protocol is not served by jacc",
                                     value.span)

@@ -28,8 +28,6 @@ class Span:
         return Span(self.line, self.column, other.end_line, other.end_column)
 
 
-NOWHERE = Span(1, 1, 1, 1)
-
 
 @dataclass(frozen=True)
 class Source:
