@@ -457,21 +457,21 @@ def _only_identity(identities: object) -> object:
 
 
 def _username(identity: object) -> str:
-    if not isinstance(identity, dict) or identity.get("type") != "username":
-        raise _malformed('expected an identity {"type": "username", "value": ...}')
-    value = identity.get("value")
-    if not isinstance(value, str) or not value:
-        raise _malformed("the username must be a non-empty string")
-    return value
+    return _typed_value(identity, "username", "value", "an identity", "the username")
 
 
 def _password(credential: object) -> str:
-    if not isinstance(credential, dict) or credential.get("type") != "password":
-        raise _malformed('expected a credential {"type": "password", "password": ...}')
-    password = credential.get("password")
-    if not isinstance(password, str) or not password:
-        raise _malformed("the password must be a non-empty string")
-    return password
+    return _typed_value(credential, "password", "password", "a credential", "the password")
+
+
+def _typed_value(item: object, kind: str, key: str, what: str, named: str) -> str:
+    """The string under `key` of a `{"type": kind, key: ...}` object of the account API."""
+    if not isinstance(item, dict) or item.get("type") != kind:
+        raise _malformed(f'expected {what} {{"type": "{kind}", "{key}": ...}}')
+    value = item.get(key)
+    if not isinstance(value, str) or not value:
+        raise _malformed(f"{named} must be a non-empty string")
+    return value
 
 
 def _absolute(path: str) -> str:
