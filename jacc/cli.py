@@ -1,7 +1,12 @@
 """The `jacc` command: argument parsing, printing and exit codes — nothing else.
 
-Exit status (SPEC §1): 0 success; 1 the user's program or input is wrong
-(diagnostics printed); 2 an internal error (a bug: the traceback is printed).
+Exit status (README, "Commands"): 0 success; 1 the user's program or input is
+wrong (diagnostics printed); 2 an internal error (a bug: the traceback is printed).
+These three are defined here and nowhere else: the compiler raises `JacError`,
+the server raises `ServeError`, and `main` turns both into status 1.
+
+`serve` is where the two halves meet (docs/architecture.md): this module
+compiles, and hands the server a loader, so the server never imports the compiler.
 """
 
 from __future__ import annotations
@@ -44,7 +49,6 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None, help="default 127.0.0.1")
     serve.add_argument("--port", type=int, default=None, help="default 8000")
     serve.add_argument("--dev", action="store_true", help="watch the source and reload")
-    serve.add_argument("--workers", type=int, default=None, help="worker processes")
     serve.add_argument("--config", type=Path, default=None, metavar="jacc.toml")
 
     token = commands.add_parser("token", help="print a JWT that `serve` would accept")
@@ -55,11 +59,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from jacc_runtime.server import ServeError
+
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except JacError as error:
         print(error.render(), file=sys.stderr)
+        return EXIT_USER
+    except ServeError as error:
+        print(error, file=sys.stderr)
         return EXIT_USER
     except KeyboardInterrupt:
         return EXIT_OK
@@ -89,16 +98,39 @@ def _check(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from jacc_runtime.server import ServeOptions, serve
 
-    return serve(ServeOptions(
-        app=args.app, host=args.host, port=args.port, dev=args.dev,
-        workers=args.workers, config=args.config,
-    ))
+    serve(ServeOptions(app=args.app, host=args.host, port=args.port, dev=args.dev,
+                       config=args.config), load=load_walkers)
+    return EXIT_OK
+
+
+def load_walkers(path: Path) -> list:
+    """Compile and run the program at `path`; return its walker classes in source order.
+
+    The loader `serve` is handed, called at start and on every `--dev` save. A
+    program with errors, or whose top level raises, is `BuildFailed`; a bug of
+    the compiler's propagates as itself.
+    """
+    from jacc_runtime.lines import jac_traceback
+    from jacc_runtime.server import BuildFailed, walkers_in
+
+    from .compiler import compile_file, execute
+
+    try:
+        compiled = compile_file(path)
+    except JacError as error:
+        raise BuildFailed(error.render(), [d.as_json() for d in error.diagnostics]) from None
+    try:
+        module = execute(compiled, path)
+    except Exception as error:  # the program's own top level raised: the user's error
+        raise BuildFailed(f"{jac_traceback(error)}\nerror: {path} raised while loading") from None
+    return walkers_in(vars(module).values())
 
 
 def _token(args: argparse.Namespace) -> int:
-    from jacc_runtime.server import print_token
+    from jacc_runtime.server import issue_token
 
-    return print_token(user=args.user, ttl=args.ttl, app=args.app)
+    print(issue_token(user=args.user, ttl=args.ttl, app=args.app))
+    return EXIT_OK
 
 
 def _print_warnings(source: Source, warnings: list[Diagnostic]) -> None:

@@ -97,7 +97,11 @@ def check_file(path: Path) -> list[Diagnostic]:
 def load_module(path: Path, name: str | None = None) -> types.ModuleType:
     """Compile a `.jac` file in memory and execute it as a fresh module."""
     path = Path(path)
-    compiled = compile_file(path)
+    return execute(compile_file(path), path, name)
+
+
+def execute(compiled: Compiled, path: Path, name: str | None = None) -> types.ModuleType:
+    """Run compiled code as a fresh module; whatever its top level raises propagates."""
     module = types.ModuleType(name or path.stem)
     module.__file__ = str(path.resolve())
     exec(compiled.code, module.__dict__)

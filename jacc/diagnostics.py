@@ -86,6 +86,20 @@ class Diagnostic:
             lines.append(f"{gutter} = help: {self.help}")
         return "\n".join(lines)
 
+    def as_json(self) -> dict:
+        """The diagnostic as `/__jacc/status` shows it (docs/protocol.md#dev-mode)."""
+        span = self.span
+        return {
+            "code": self.code,
+            "severity": self.severity,
+            "message": self.message,
+            "line": span.line,
+            "column": span.column,
+            "end_line": span.end_line,
+            "end_column": span.end_column,
+            "help": self.help,
+        }
+
 
 def sort_diagnostics(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
     unique = {(d.code, d.message, d.span): d for d in diagnostics}

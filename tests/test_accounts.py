@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from jacc_runtime import accounts
-from jacc_runtime.accounts import AccountError, AccountStore, IdentityTaken, InvalidCredentials
+from jacc_runtime.server import accounts
+from jacc_runtime.server.accounts import AccountError, AccountStore, IdentityTaken, InvalidCredentials
 
 
 @pytest.fixture

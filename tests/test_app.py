@@ -18,10 +18,10 @@ from starlette.routing import Mount
 from starlette.websockets import WebSocketDisconnect
 
 from jacc_runtime import Walker, entry, field, report
-from jacc_runtime.accounts import AccountStore
-from jacc_runtime.app import JaccApp
-from jacc_runtime.auth import TokenService
-from jacc_runtime.backplane import MemoryBackplane
+from jacc_runtime.server.accounts import AccountStore
+from jacc_runtime.server.app import JaccApp
+from jacc_runtime.server.auth import TokenService
+from jacc_runtime.server.ws.backplane import MemoryBackplane
 
 with warnings.catch_warnings():
     # Starlette 1.x prefers `httpx2`; the test extra installs httpx, which still works.
@@ -468,7 +468,7 @@ def test_two_apps_sharing_a_backplane_broadcast_to_each_others_clients(tokens):
 def _limited_app(tokens, **websocket) -> JaccApp:
     from dataclasses import replace
 
-    from jacc_runtime.app import default_config
+    from jacc_runtime.server.app import default_config
 
     config = default_config()
     config = replace(config, websocket=replace(config.websocket, **websocket))

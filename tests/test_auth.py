@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jacc_runtime.auth import (
+from jacc_runtime.server.auth import (
     AuthError,
     Identity,
     TokenService,

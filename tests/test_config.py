@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from jacc_runtime.config import (
+from jacc_runtime.server.config import (
     AuthConfig,
     Config,
     ConfigError,
@@ -40,9 +40,8 @@ def test_defaults_without_a_config_file(tmp_path: Path) -> None:
     config = load_config(_app(tmp_path), environ={})
     assert config.websocket == WebSocketConfig()
     assert config.websocket.max_message_bytes == 65536
-    assert config.websocket.backplane == "memory"
     assert config.auth.secret == "" and config.auth.token_ttl_seconds == 86400
-    assert config.server == ServerConfig(host="127.0.0.1", port=8000, workers=1, dev=False)
+    assert config.server == ServerConfig(host="127.0.0.1", port=8000, dev=False)
     assert config.app_dir == tmp_path
     assert config.state_dir == tmp_path / ".jacc"
 
@@ -54,7 +53,6 @@ max_message_bytes = 1024
 messages_per_second = 2.5
 heartbeat_seconds = 5
 allowed_origins = ["https://Example.com", "http://localhost:3000"]
-backplane = "redis://127.0.0.1:6379/0"
 
 [auth]
 secret = "s3cret"
@@ -66,7 +64,6 @@ token_ttl_seconds = 60
     assert config.websocket.heartbeat_seconds == 5.0
     assert isinstance(config.websocket.heartbeat_seconds, float)
     assert config.websocket.allowed_origins == ("https://example.com", "http://localhost:3000")
-    assert config.websocket.backplane == "redis://127.0.0.1:6379/0"
     assert config.auth == AuthConfig("s3cret", 60, tmp_path / ".jacc" / "users.db")
 
 
@@ -87,7 +84,6 @@ def test_environment_overrides_toml(tmp_path: Path) -> None:
         "JACC_AUTH_TOKEN_TTL_SECONDS": "120",
         "JACC_SERVER_PORT": "9000",
         "JACC_SERVER_HOST": "0.0.0.0",
-        "JACC_SERVER_WORKERS": "4",
         "JACC_SERVER_DEV": "yes",
         "JACC_JWT_SECRET": "not config: auth reads it itself",
         "JACC_SOMETHING_ELSE": "ignored",
@@ -97,7 +93,7 @@ def test_environment_overrides_toml(tmp_path: Path) -> None:
     assert config.websocket.heartbeat_seconds == 0.5
     assert config.websocket.allowed_origins == ("https://a.example", "https://b.example")
     assert config.auth.secret == "env" and config.auth.token_ttl_seconds == 120
-    assert config.server == ServerConfig(host="0.0.0.0", port=9000, workers=4, dev=True)
+    assert config.server == ServerConfig(host="0.0.0.0", port=9000, dev=True)
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -123,10 +119,10 @@ def test_booleans_from_environment(tmp_path: Path, text: str, expected: bool) ->
 def test_overrides_override_environment(tmp_path: Path) -> None:
     app = _app(tmp_path, "[websocket]\nheartbeat_seconds = 10\n")
     environ = {"JACC_SERVER_PORT": "9000", "JACC_WEBSOCKET_HEARTBEAT_SECONDS": "20"}
-    overrides = {"server.port": 9100, "server.host": "::1", "server.workers": 2,
+    overrides = {"server.port": 9100, "server.host": "::1",
                  "server.dev": True, "websocket.heartbeat_seconds": 3}
     config = load_config(app, environ=environ, overrides=overrides)
-    assert config.server == ServerConfig(host="::1", port=9100, workers=2, dev=True)
+    assert config.server == ServerConfig(host="::1", port=9100, dev=True)
     assert config.websocket.heartbeat_seconds == 3.0
 
 
@@ -223,14 +219,14 @@ def test_bool_or_float_for_an_integer(tmp_path: Path, toml: str, got: str) -> No
 def test_bool_or_float_for_an_integer_from_environment_and_flags(tmp_path: Path) -> None:
     error = _error(_app(tmp_path), environ={"JACC_AUTH_TOKEN_TTL_SECONDS": "1.5"})
     assert error.key == "auth.token_ttl_seconds" and "got \"1.5\"" in str(error)
-    error = _error(_app(tmp_path), overrides={"server.workers": True})
-    assert str(error) == "config: server.workers must be an integer > 0, got true (from --workers)"
+    error = _error(_app(tmp_path), overrides={"server.port": True})
+    assert str(error) == ("config: server.port must be an integer from 1 to 65535, got true "
+                          "(from --port)")
 
 
 @pytest.mark.parametrize("overrides, key, source", [
     ({"server.port": 0}, "server.port", "--port"),
     ({"server.port": 65536}, "server.port", "--port"),
-    ({"server.workers": 0}, "server.workers", "--workers"),
     ({"server.host": " "}, "server.host", "--host"),
     ({"server.dev": "maybe"}, "server.dev", "--dev"),
 ])
@@ -279,28 +275,11 @@ def test_key_outside_any_section(tmp_path: Path) -> None:
     assert "did you mean websocket.heartbeat_seconds?" in str(error)
 
 
-@pytest.mark.parametrize("backplane", [
-    "memory", "redis://localhost", "redis://:pw@10.0.0.1:6380/2", "rediss://cache.example:6379/0",
-    "unix:///run/redis.sock",
-])
-def test_good_backplanes(tmp_path: Path, backplane: str) -> None:
-    config = load_config(_app(tmp_path), environ={"JACC_WEBSOCKET_BACKPLANE": backplane})
-    assert config.websocket.backplane == backplane
-
-
-@pytest.mark.parametrize("backplane", [
-    "kafka://localhost", "redis", "redis://", "redis://host:port/0", "redis://host/db", "",
-])
-def test_unknown_backplane(tmp_path: Path, backplane: str) -> None:
-    error = _error(_app(tmp_path, f'[websocket]\nbackplane = "{backplane}"\n'))
-    assert error.key == "websocket.backplane"
-    assert '"memory" or a redis://' in str(error)
-
-
-def test_backplane_error_hides_the_password(tmp_path: Path) -> None:
-    environ = {"JACC_WEBSOCKET_BACKPLANE": "redis://user:hunter2@host:bad/0"}
-    error = _error(_app(tmp_path), environ=environ)
-    assert "hunter2" not in str(error) and "redis://user:***@host:bad/0" in str(error)
+@pytest.mark.parametrize("key", ["JACC_WEBSOCKET_BACKPLANE", "JACC_SERVER_WORKERS"])
+def test_scale_out_settings_are_not_promised_yet(tmp_path: Path, key: str) -> None:
+    # Nothing implements them until scale-out lands (docs/configuration.md).
+    error = _error(_app(tmp_path), environ={key: "2"})
+    assert "unknown key" in str(error)
 
 
 def test_secret_is_never_echoed(tmp_path: Path) -> None:

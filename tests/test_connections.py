@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from jacc_runtime.connections import Connection, ConnectionRegistry
-from jacc_runtime.protocol import CLOSE_GOING_AWAY, CLOSE_TOO_SLOW
+from jacc_runtime.server.ws.connections import Connection, ConnectionRegistry
+from jacc_runtime.server.protocol import CLOSE_GOING_AWAY, CLOSE_TOO_SLOW
 
 
 class FakeSocket:

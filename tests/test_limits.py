@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jacc_runtime.limits import SizeLimit, TokenBucket, protocol_max_size
+from jacc_runtime.server.ws.limits import SizeLimit, TokenBucket, protocol_max_size
 
 
 def test_bucket_starts_full_and_allows_a_burst_of_rate_frames():

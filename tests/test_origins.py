@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jacc_runtime.origins import origin_allowed
+from jacc_runtime.server.origins import origin_allowed
 
 
 @pytest.mark.parametrize(

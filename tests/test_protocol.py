@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jacc_runtime import Walker, entry, field, report
-from jacc_runtime.protocol import (
+from jacc_runtime.server.protocol import (
     EXECUTION_ERROR,
     INTERNAL_ERROR,
     INVALID_PAYLOAD,

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from jacc_runtime import Walker, entry, report
-from jacc_runtime.app import JaccApp
-from jacc_runtime.auth import TokenService
-from jacc_runtime.reload import DevReloader
-from jacc_runtime.server import load_walkers
+from jacc_runtime.server.app import JaccApp
+from jacc_runtime.server.auth import TokenService
+from jacc_runtime.server.reload import DevReloader
+from jacc.cli import load_walkers
 
 SECRET = "unit-test-secret-of-at-least-32-bytes!"
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jacc_runtime.types import compile_check
+from jacc_runtime.server.types import compile_check
 
 
 @pytest.mark.parametrize(

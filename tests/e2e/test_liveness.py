@@ -19,7 +19,7 @@ from raw_ws import OP_CLOSE, OP_PING, RawWebSocket, close_code
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from jacc_runtime.auth import TokenService
+from jacc_runtime.server.auth import TokenService
 
 TOKENS = TokenService(SECRET)
 BEAT = 1.0

@@ -8,7 +8,7 @@ import json
 from e2e_support import SECRET, run
 from websockets.asyncio.client import connect
 
-from jacc_runtime.auth import TokenService
+from jacc_runtime.server.auth import TokenService
 
 CYCLES = 1000
 AT_ONCE = 50

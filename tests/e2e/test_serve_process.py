@@ -83,10 +83,12 @@ def test_a_missing_app_exits_1(tmp_path):
     assert result.returncode == 1 and "no such file" in result.stderr
 
 
-def test_workers_with_memory_backplane_and_broadcast_is_refused(tmp_path):
+def test_workers_are_not_an_option_until_scale_out(tmp_path):
+    # The config promises nothing that is not implemented (docs/configuration.md).
     result = serve_once(tmp_path, app_source("seed"), "--workers", "2")
     assert result.returncode == 1
-    assert "backplane" in result.stderr and "Traceback" not in result.stderr
+    assert "unrecognized arguments: --workers" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_a_port_in_use_exits_1(server, tmp_path):

@@ -18,7 +18,7 @@ from e2e_support import SECRET, app_source, ask, run, server_env, start_server
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from jacc_runtime.auth import TokenService
+from jacc_runtime.server.auth import TokenService
 
 TOKENS = TokenService(SECRET)
 

@@ -16,7 +16,7 @@ from websockets.frames import Close, Frame, Opcode
 from websockets.http11 import Response
 from websockets.uri import parse_uri
 
-from jacc_runtime.auth import TokenService
+from jacc_runtime.server.auth import TokenService
 
 TOKENS = TokenService(SECRET)
 

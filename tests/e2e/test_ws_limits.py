@@ -18,7 +18,7 @@ from raw_ws import OP_CLOSE, OP_TEXT, RawWebSocket, close_code
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from jacc_runtime.auth import TokenService
+from jacc_runtime.server.auth import TokenService
 
 TOKENS = TokenService(SECRET)
 

@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING
 
 from starlette.datastructures import QueryParams
 
-from .auth import AuthError, Identity
+from ..auth import AuthError, Identity
 from .backplane import BackplaneUnavailable
 from .connections import Connection
 from .limits import SizeLimit, TokenBucket
-from .protocol import (
+from ..protocol import (
     CAPACITY,
     CLOSE_CAPACITY,
     CLOSE_INTERNAL_ERROR,
@@ -56,7 +56,7 @@ from .protocol import (
 )
 
 if TYPE_CHECKING:
-    from .app import JaccApp
+    from ..app import JaccApp
 
 logger = logging.getLogger("jacc.session")
 

@@ -50,12 +50,3 @@ class MemoryBackplane(Backplane):
     async def publish(self, channel: str, frame: str) -> None:
         for deliver in self._subscribers:
             deliver(channel, frame)
-
-
-def create_backplane(url: str) -> Backplane:
-    """The backplane named by the `websocket.backplane` setting."""
-    if url == "memory":
-        return MemoryBackplane()
-    scheme = url.split("://")[0]
-    raise BackplaneUnavailable(f"websocket.backplane: {scheme}:// is not supported yet; "
-                               'use "memory"')

@@ -1,10 +1,14 @@
-"""`jacc serve` and `jacc token` as functions: config, secret, app, uvicorn (SPEC §1, §7).
+"""`jacc serve` and `jacc token` as functions, in uvicorn's shape: resolve the config
+and the walkers, build the app, run it (docs/protocol.md, docs/configuration.md).
 
-    exit_code = serve(ServeOptions(app=Path("app.jac"), port=8000))
+    serve(ServeOptions(app=Path("app.jac"), port=8000), load=loader)
+    token = issue_token("ann")
 
-The CLI only parses arguments and calls these; everything they print is for
-the user, and a user's mistake (bad config, program with errors, port in use)
-is a message and exit status 1, never a traceback.
+`load` builds the walkers of a source path, raising `BuildFailed` when the
+program is wrong; the CLI hands it over, so that the server never imports the
+compiler. A user's mistake (a bad config value, a program with errors, a port
+in use) raises `ServeError` with what to tell the user; the CLI prints it and
+exits 1. Everything else is a bug.
 """
 
 from __future__ import annotations
@@ -14,29 +18,26 @@ import logging
 import logging.config
 import os
 import signal
-import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping, TextIO
+from typing import Iterator, Mapping, Sequence, TextIO
 
+import sys
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
+from ..walker import Walker
 from .accounts import AccountStore
 from .app import JaccApp
 from .auth import TokenService, redact_tokens, resolve_secret
-from .backplane import BackplaneUnavailable, create_backplane
 from .config import Config, ConfigError, load_config
-from .limits import protocol_max_size
-from .lines import jac_traceback
+from .program import Loader, ServeError
 from .protocol import CLOSE_GOING_AWAY
 from .reload import STATUS_PATH, DevReloader
-from .walker import Walker
+from .ws.limits import protocol_max_size
 
-__all__ = ["ServeOptions", "load_walkers", "print_token", "serve", "walker_table"]
-
-EXIT_OK, EXIT_USER = 0, 1
+__all__ = ["ServeOptions", "issue_token", "serve", "walker_table"]
 
 # How long open sockets get to receive their 1001 close on shutdown.
 _CLOSE_TIMEOUT_SECONDS = 5.0
@@ -50,72 +51,33 @@ class ServeOptions:
     host: str | None = None
     port: int | None = None
     dev: bool = False
-    workers: int | None = None
     config: Path | None = None
 
 
-def serve(options: ServeOptions, environ: Mapping[str, str] = os.environ) -> int:
-    """Serve the walkers of `options.app` until Ctrl-C or SIGTERM; return the exit status."""
-    try:
-        config = load_config(
-            options.app,
-            options.config,
-            environ=environ,
-            overrides={
-                "server.host": options.host,
-                "server.port": options.port,
-                "server.workers": options.workers,
-                "server.dev": options.dev or None,
-            },
-        )
-    except ConfigError as error:
-        return _fail(str(error))
-    if not options.app.is_file():
-        return _fail(f"error: {options.app}: no such file")
-    from jacc.diagnostics import JacError  # serving source needs the compiler anyway
+def serve(options: ServeOptions, load: Loader,
+          environ: Mapping[str, str] = os.environ) -> None:
+    """Serve the walkers of `options.app` until Ctrl-C or SIGTERM.
 
-    try:
-        walkers = load_walkers(options.app)  # a JacError reaches the CLI, which renders it
-    except JacError:
-        raise
-    except Exception as error:  # the program's own top level raised: the user's error
-        return _fail(f"{jac_traceback(error)}\nerror: {options.app} raised while loading")
-    problem = _refuse_workers(config, walkers)
-    if problem:
-        return _fail(problem)
+    Raises `ServeError` (or its `BuildFailed`) when the user's input is wrong.
+    """
+    config = _resolve_config(options, environ)
+    walkers = _first_build(options.app, load)
     # Configure logging now: creating the secret, below, is worth a line in the log.
     logging.config.dictConfig(_log_config())
-    try:
-        backplane = create_backplane(config.websocket.backplane)
-        secret = resolve_secret(config.auth.secret, config.state_dir, environ)
-        tokens = TokenService(secret, ttl_seconds=config.auth.token_ttl_seconds)
-        accounts = AccountStore(config.auth.database)
-    except (BackplaneUnavailable, ValueError, OSError) as error:
-        return _fail(f"error: {error}")
-    app = JaccApp(
-        walkers, tokens=tokens, config=config, accounts=accounts, backplane=backplane,
-        title=options.app.stem,
-    )
-    reloader = DevReloader(app, options.app, load_walkers) if config.server.dev else None
+    app = _build_app(options.app, config, walkers, environ)
+    reloader = DevReloader(app, options.app, load) if config.server.dev else None
     try:
         _print_banner(options.app, config, app)
         if reloader is not None:
             print(f"dev mode: watching {options.app}; build status at {STATUS_PATH}", flush=True)
-        server = _Server(_uvicorn_config(app, config), app, reloader)
-        with _signals_handled():
-            server.run()
-    except SystemExit as stop:
-        # uvicorn exits (status 3) when it cannot listen, e.g. a port in use; it has
-        # logged why. For the user that is a wrong input: status 1.
-        return EXIT_USER if stop.code else EXIT_OK
+        _run(_Server(_uvicorn_config(app, config), app, reloader))
     finally:
-        accounts.close()
-    return EXIT_OK
+        app.accounts.close()
 
 
-def print_token(user: str, ttl: int | None = None, app: Path | None = None,
-                environ: Mapping[str, str] = os.environ) -> int:
-    """Print a token for `user` signed with the secret `serve` would use; return the exit status.
+def issue_token(user: str, ttl: int | None = None, app: Path | None = None,
+                environ: Mapping[str, str] = os.environ) -> str:
+    """A token for `user` signed with the secret `serve` would use.
 
     The secret and the TTL come from the config of `app`, or of the current
     folder when no app is named; without a configured secret the one in
@@ -127,29 +89,11 @@ def print_token(user: str, ttl: int | None = None, app: Path | None = None,
         config = load_config(anchor, environ=environ,
                              overrides={"auth.token_ttl_seconds": ttl})
         secret = resolve_secret(config.auth.secret, config.state_dir, environ)
-        token = TokenService(secret, ttl_seconds=config.auth.token_ttl_seconds).issue(user)
     except ConfigError as error:
-        return _fail(str(error))
+        raise ServeError(str(error)) from None
     except (ValueError, OSError) as error:
-        return _fail(f"error: {error}")
-    print(token)
-    return EXIT_OK
-
-
-def load_walkers(path: Path) -> list[type[Walker]]:
-    """Compile and run the program at `path`; return its walker classes in source order.
-
-    Raises `jacc.diagnostics.JacError` if the program has errors. The dev-mode
-    reload calls this again on every change.
-    """
-    from jacc.compiler import load_module  # the compiler is needed to serve source only
-
-    module = load_module(Path(path))
-    return [
-        value
-        for value in vars(module).values()
-        if isinstance(value, type) and issubclass(value, Walker) and value is not Walker
-    ]
+        raise ServeError(f"error: {error}") from None
+    return TokenService(secret, ttl_seconds=config.auth.token_ttl_seconds).issue(user)
 
 
 def walker_table(app: JaccApp) -> list[tuple[str, str, str, str, str]]:
@@ -162,29 +106,62 @@ def walker_table(app: JaccApp) -> list[tuple[str, str, str, str, str]]:
     return rows
 
 
+# --- the stages of serve ------------------------------------------------------------
+
+
+def _resolve_config(options: ServeOptions, environ: Mapping[str, str]) -> Config:
+    try:
+        return load_config(
+            options.app,
+            options.config,
+            environ=environ,
+            overrides={
+                "server.host": options.host,
+                "server.port": options.port,
+                "server.dev": options.dev or None,
+            },
+        )
+    except ConfigError as error:
+        raise ServeError(str(error)) from None
+
+
+def _first_build(path: Path, load: Loader) -> Sequence[type[Walker]]:
+    if not path.is_file():
+        raise ServeError(f"error: {path}: no such file")
+    return load(path)  # raises BuildFailed, which the CLI shows
+
+
+def _build_app(path: Path, config: Config, walkers: Sequence[type[Walker]],
+               environ: Mapping[str, str]) -> JaccApp:
+    try:
+        secret = resolve_secret(config.auth.secret, config.state_dir, environ)
+        tokens = TokenService(secret, ttl_seconds=config.auth.token_ttl_seconds)
+        accounts = AccountStore(config.auth.database)
+    except (ValueError, OSError) as error:
+        raise ServeError(f"error: {error}") from None
+    return JaccApp(
+        walkers, tokens=tokens, config=config, accounts=accounts,
+        title=path.stem,
+    )
+
+
+def _run(server: uvicorn.Server) -> None:
+    try:
+        with _signals_handled():
+            server.run()
+    except SystemExit as stop:
+        # uvicorn exits (status 3) when it cannot listen, e.g. a port in use; it has
+        # logged why. For the user that is a wrong input.
+        if stop.code:
+            raise ServeError(f"error: cannot serve on {server.config.host}:"
+                             f"{server.config.port}") from None
+
+
 # --- the pieces of serve ---------------------------------------------------------------
-
-
-def _fail(message: str) -> int:
-    print(message, file=sys.stderr)
-    return EXIT_USER
 
 
 def _yes(flag: bool) -> str:
     return "yes" if flag else "no"
-
-
-def _refuse_workers(config: Config, walkers: list[type[Walker]]) -> str | None:
-    if config.server.workers <= 1:
-        return None
-    broadcasting = [w.__jacc_spec__.name for w in walkers if w.__jacc_spec__.broadcast]
-    if config.websocket.backplane == "memory" and broadcasting:
-        return (
-            f"error: --workers {config.server.workers} needs a shared backplane: with "
-            f'backplane = "memory" a broadcast of {broadcasting[0]} would reach only the '
-            "clients of one worker; set [websocket] backplane to a redis:// URL or use 1 worker"
-        )
-    return "error: --workers > 1 is not supported yet; serve with one worker"
 
 
 def _print_banner(app_path: Path, config: Config, app: JaccApp, out: TextIO | None = None) -> None:

@@ -36,9 +36,9 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from .accounts import AccountError, AccountStore
 from .auth import AuthError, Identity, TokenService
-from .backplane import Backplane, create_backplane
+from .ws.backplane import Backplane, MemoryBackplane
 from .config import AuthConfig, Config, ServerConfig, WebSocketConfig
-from .connections import ConnectionRegistry
+from .ws.connections import ConnectionRegistry
 from .openapi import openapi_document
 from .origins import origin_allowed
 from .protocol import (
@@ -59,8 +59,8 @@ from .protocol import (
     run_walker,
     success_frame,
 )
-from .session import WebSocketSession
-from .walker import Walker
+from .ws.session import WebSocketSession
+from ..walker import Walker
 
 logger = logging.getLogger("jacc.app")
 
@@ -84,9 +84,9 @@ class JaccApp:
     """An ASGI app serving `walkers` (walker classes, or a mapping name → class).
 
     `tokens` verifies and issues JWTs; `accounts` enables the /user routes
-    (without it they answer 404); `backplane` defaults to the one
-    `config.websocket.backplane` names. Share one `MemoryBackplane` between two
-    apps and they broadcast to each other's clients, like two workers.
+    (without it they answer 404); `backplane` defaults to a `MemoryBackplane`
+    of the app's own. Share one between two apps and they broadcast to each
+    other's clients, like two workers.
     """
 
     def __init__(
@@ -103,7 +103,7 @@ class JaccApp:
         self.tokens = tokens
         self.accounts = accounts
         self.registry = ConnectionRegistry()
-        self.backplane = backplane or create_backplane(self.config.websocket.backplane)
+        self.backplane = backplane or MemoryBackplane()
         self.backplane.subscribe(self.registry.deliver)
         self.title = title
         self._version = _version()

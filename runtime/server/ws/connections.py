@@ -22,7 +22,7 @@ import logging
 from collections import deque
 from typing import Any, Awaitable, Callable
 
-from .protocol import CLOSE_ABNORMAL, CLOSE_TOO_SLOW
+from ..protocol import CLOSE_ABNORMAL, CLOSE_TOO_SLOW
 
 logger = logging.getLogger("jacc.connections")
 

@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import Any
 
 from .types import compile_check
-from .walker import Walker, spawn
+from ..walker import Walker, spawn
 
 logger = logging.getLogger("jacc.walker")
 

@@ -1,6 +1,7 @@
-"""Dev mode (SPEC §10): watch the app's source, recompile on a change, swap the walkers.
+"""Dev mode (docs/protocol.md#dev-mode): watch the app's source, rebuild on a change,
+swap the walkers.
 
-    reloader = DevReloader(app, Path("app.jac"), load_walkers)   # adds GET /__jacc/status
+    reloader = DevReloader(app, Path("app.jac"), load)   # adds GET /__jacc/status
     reloader.start()       # inside the server's event loop
     ...
     await reloader.stop()
@@ -22,7 +23,7 @@ import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence, TextIO
+from typing import TextIO
 
 import watchfiles
 from starlette.requests import Request
@@ -30,9 +31,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .app import JaccApp
-from .lines import jac_traceback
+from .program import BuildFailed, Loader
 from .protocol import encode
-from .walker import Walker
 
 __all__ = ["STATUS_PATH", "BuildStatus", "DevReloader"]
 
@@ -44,9 +44,6 @@ STATUS_PATH = "/__jacc/status"
 # ends once none has come for _QUIET_MS, or after _MAX_BATCH_MS of steady events.
 _QUIET_MS = 50
 _MAX_BATCH_MS = 1000
-
-Loader = Callable[[Path], Sequence[type[Walker]]]
-
 
 @dataclass(frozen=True)
 class BuildStatus:
@@ -81,7 +78,8 @@ class BuildStatus:
 
 
 class DevReloader:
-    """Owns the watch task of one app; `load` compiles a path into walker classes.
+    """Owns the watch task of one app; `load` builds a path's walker classes (or raises
+    `BuildFailed`).
 
     The app must already serve the program at `path`; the reloader adds the
     status route to it at once.
@@ -157,8 +155,8 @@ class DevReloader:
             builds = previous.builds + 1
             try:
                 walkers = await asyncio.to_thread(self._load, self._path)
-            except Exception as error:
-                self.status = self._failed(error, builds)
+            except BuildFailed as failed:
+                self.status = self._failed(failed, builds)
                 self._report_failure()
                 return self.status
             before = dict(self._app.bindings)
@@ -172,21 +170,11 @@ class DevReloader:
             self._report_success(fixed=not previous.ok)
             return self.status
 
-    def _failed(self, error: Exception, builds: int) -> BuildStatus:
-        diagnostics = getattr(error, "diagnostics", None)
-        render = getattr(error, "render", None)
-        if diagnostics is not None and callable(render):  # the user's JacError
-            rendered = render()
-            shown = tuple(_diagnostic_json(d) for d in diagnostics)
-        else:
-            # The program compiled but running its top level raised (a failing
-            # import, a glob that divides by zero): the traceback is the diagnosis.
-            rendered = jac_traceback(error)
-            shown = ()
+    def _failed(self, failed: BuildFailed, builds: int) -> BuildStatus:
         old = self.status
         return BuildStatus(ok=False, version=old.version, builds=builds, file=str(self._path),
-                           walkers=old.walkers, diagnostics=shown, rendered=rendered,
-                           changes=old.changes)
+                           walkers=old.walkers, diagnostics=failed.diagnostics,
+                           rendered=failed.rendered, changes=old.changes)
 
     def _report_failure(self) -> None:
         status = self.status
@@ -214,20 +202,6 @@ def _digest(path: Path) -> bytes | None:
     except OSError:
         return None
     return hashlib.sha256(data).digest() if data else b""
-
-
-def _diagnostic_json(diagnostic) -> dict:
-    span = diagnostic.span
-    return {
-        "code": diagnostic.code,
-        "severity": diagnostic.severity,
-        "message": diagnostic.message,
-        "line": span.line,
-        "column": span.column,
-        "end_line": span.end_line,
-        "end_column": span.end_column,
-        "help": diagnostic.help,
-    }
 
 
 def _changes(before: dict, after: dict, closed: dict[str, str]) -> dict[str, list[str]]:

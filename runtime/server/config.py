@@ -20,7 +20,8 @@ import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+
+from .origins import allowed_origin
 
 CONFIG_FILE_NAME = "jacc.toml"
 STATE_DIR_NAME = ".jacc"
@@ -40,7 +41,6 @@ class WebSocketConfig:
     send_timeout_seconds: float = 5.0
     send_queue_frames: int = 256
     allowed_origins: tuple[str, ...] = ()
-    backplane: str = "memory"
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,6 @@ class ServerConfig:
 
     host: str = "127.0.0.1"
     port: int = 8000
-    workers: int = 1
     dev: bool = False
 
 
@@ -98,15 +97,14 @@ _SECTIONS: dict[str, type] = {
     "auth": AuthConfig,
     "server": ServerConfig,
 }
-# Host, port and workers belong to how one machine runs the app, not to the app,
+# Host, port and dev mode belong to how one machine runs the app, not to the app,
 # so they are not read from the file that ships beside it.
 _FILE_SECTIONS = ("websocket", "auth")
-_FLAGS = {"server.host": "--host", "server.port": "--port", "server.workers": "--workers",
-          "server.dev": "--dev", "auth.token_ttl_seconds": "--ttl"}
+_FLAGS = {"server.host": "--host", "server.port": "--port", "server.dev": "--dev",
+          "auth.token_ttl_seconds": "--ttl"}
 _INT_RANGES = {"server.port": (1, 65535)}
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
-_BACKPLANE_WANT = '"memory" or a redis://, rediss:// or unix:// URL'
 _WANTS: dict[object, str] = {
     int: "an integer > 0",
     float: "a number > 0",
@@ -118,7 +116,6 @@ _WANTS: dict[object, str] = {
 _KEY_WANTS = {
     "server.port": "an integer from 1 to 65535",
     "server.host": "a non-empty host name or address",
-    "websocket.backplane": _BACKPLANE_WANT,
 }
 
 # A value on its way through the layers: what it is and where it came from.
@@ -217,7 +214,7 @@ def _syntax_error(path: Path, error: tomllib.TOMLDecodeError) -> ConfigError:
 def _check_section(section: str, table: object, where: str) -> None:
     if section == "server":
         raise ConfigError("[server] is not read from the config file; use --host, --port, "
-                          "--workers, --dev or JACC_SERVER_* variables", section, where)
+                          "--dev or JACC_SERVER_* variables", section, where)
     if section not in _FILE_SECTIONS:
         if not isinstance(table, dict):
             qualified = [f"{s}.{k}" for s in _FILE_SECTIONS for k in _fields(s)]
@@ -406,33 +403,6 @@ def _check_path(dotted: str, value: object, source: str) -> Path:
     return Path(value)
 
 
-def _check_backplane(dotted: str, value: object, source: str) -> str:
-    if not isinstance(value, str):
-        raise _bad(dotted, value, source)
-    url = value.strip()
-    if url == "memory" or _is_redis_url(url):
-        return url
-    raise _bad(dotted, _hide_password(url), source)
-
-
-def _is_redis_url(url: str) -> bool:
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-    except ValueError:
-        return False
-    if parts.scheme == "unix":
-        return bool(parts.path)
-    # redis-py reads the path as the database number and fails later on anything else.
-    return parts.scheme in ("redis", "rediss") and bool(parts.hostname) and bool(
-        re.fullmatch(r"/?\d*", parts.path))
-
-
-def _hide_password(url: str) -> str:
-    # Error lines end up in logs; a Redis password must not.
-    return re.sub(r"(://[^:@/]*:)[^@/]*@", r"\1***@", url)
-
-
 def _check_origins(dotted: str, value: object, source: str) -> tuple[str, ...]:
     if not isinstance(value, list | tuple):
         raise _bad(dotted, value, source)
@@ -440,26 +410,12 @@ def _check_origins(dotted: str, value: object, source: str) -> tuple[str, ...]:
 
 
 def _origin(dotted: str, entry: object, source: str) -> str:
-    """One allowed origin, spelled as browsers send the `Origin` header."""
-    if entry == "*":
-        return "*"
-    if isinstance(entry, str):
-        try:
-            parts = urlsplit(entry.strip())
-            port = parts.port
-        except ValueError:
-            parts, port = None, None
-        # A trailing slash or a path never matches an Origin header, silently: refuse it.
-        if parts and parts.scheme and parts.hostname and not (
-                parts.path or parts.query or parts.fragment or parts.username):
-            default = {"http": 80, "https": 443}.get(parts.scheme)
-            suffix = f":{port}" if port is not None and port != default else ""
-            # urlsplit drops an IPv6 address's brackets; the Origin header keeps them.
-            host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-            return f"{parts.scheme}://{host}{suffix}"
-    raise ConfigError(f"{dotted} entries must be origins like \"https://example.com\" "
-                      f"(scheme://host[:port], no path) or \"*\", got {_show(entry)}",
-                      dotted, source)
+    try:
+        return allowed_origin(entry)
+    except ValueError:
+        raise ConfigError(f"{dotted} entries must be origins like \"https://example.com\" "
+                          f"(scheme://host[:port], no path) or \"*\", got {_show(entry)}",
+                          dotted, source) from None
 
 
 _KIND_CHECKS: dict[object, typing.Callable[[str, object, str], object]] = {
@@ -472,7 +428,6 @@ _KIND_CHECKS: dict[object, typing.Callable[[str, object, str], object]] = {
 }
 _KEY_CHECKS: dict[str, typing.Callable[[str, object, str], object]] = {
     "server.host": _check_host,
-    "websocket.backplane": _check_backplane,
 }
 
 
