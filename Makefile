@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test bench lint clean
+.PHONY: serve test test-fast bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ serve: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# Unit tests only: no real servers (tests/e2e), no wheel build, no property runs.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q --ignore=tests/e2e -m "not slow"
 
 bench: $(STAMP)
 	$(PY) bench/compile.py

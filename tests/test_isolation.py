@@ -1,5 +1,6 @@
-"""A module written by `jacc build` imports only the runtime (SPEC §4): it runs in
-an interpreter where the compiler and Lark cannot be imported at all."""
+"""A module written by `jacc build` imports only the runtime core (docs/architecture.md):
+it runs in an interpreter where the compiler and Lark cannot be imported at all, and
+loads nothing of the server (Starlette, uvicorn, PyJWT, `jacc_runtime.server`)."""
 
 from __future__ import annotations
 
@@ -95,7 +96,9 @@ results = {}
 for name, fields in json.loads(sys.argv[2]):
     walker = getattr(app, name)
     results.setdefault(name, []).append(jacc_runtime.run(walker(**fields)))
-leaked = sorted(m for m in sys.modules if m.partition(".")[0] in BLOCKED)
+SERVER = {"starlette", "uvicorn", "jwt", "watchfiles"}
+leaked = sorted(m for m in sys.modules
+                if m.partition(".")[0] in BLOCKED | SERVER or m.startswith("jacc_runtime.server"))
 print(json.dumps({"results": results, "leaked": leaked}))
 '''
 

@@ -30,6 +30,8 @@ SCALE = int(os.environ.get("JACC_PROPERTY_SCALE", "1"))
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 # ---------------------------------------------------------------- helpers
 
 
