@@ -13,8 +13,8 @@ from jacc_runtime.server.protocol import ProtocolError, WalkerBinding
 
 class Search(Walker, public=True):
     note = field("typing.Optional[str]")
-    ids = field("typing.List[int]", lambda: [])
-    scores = field("dict[str, float | None]", lambda: {})
+    ids = field("typing.List[int]", list)
+    scores = field("dict[str, float | None]", dict)
     extra = field("MyClass", lambda: None)
 
     @entry

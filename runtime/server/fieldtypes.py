@@ -42,19 +42,19 @@ from dataclasses import dataclass
 from typing import Callable
 
 __all__ = [
-    "DeclaredType",
-    "declared_type",
-    "TypeNode",
-    "Str",
-    "Int",
-    "Float",
-    "Bool",
-    "Null",
     "AnyValue",
-    "Unchecked",
-    "ListOf",
+    "Bool",
+    "DeclaredType",
     "DictOf",
+    "Float",
+    "Int",
+    "ListOf",
+    "Null",
+    "Str",
+    "TypeNode",
+    "Unchecked",
     "UnionOf",
+    "declared_type",
 ]
 
 # A matcher returns None when the value fits, else the offending value and the
