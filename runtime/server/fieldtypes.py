@@ -429,14 +429,21 @@ def _union(members: list[_Matcher | None]) -> _Matcher | None:
     alternatives = tuple(member for member in members if member is not None)
     if len(alternatives) < len(members):
         return None
-    if len(alternatives) == 2 and _match_none in alternatives:
-        # `T | None` is by far the most common union: give it a short path.
-        inner = alternatives[0] if alternatives[1] is _match_none else alternatives[1]
+    if _match_none in alternatives:
+        # `T | None` is by far the most common union: give it a short path. A null
+        # failure never has a path, so testing it first cannot change the blame.
+        inner = _union_of(tuple(a for a in alternatives if a is not _match_none))
 
         def match_optional(value: object) -> _Failure | None:
             return None if value is None else inner(value)
 
         return match_optional
+    return _union_of(alternatives)
+
+
+def _union_of(alternatives: tuple[_Matcher, ...]) -> _Matcher:
+    if len(alternatives) == 1:
+        return alternatives[0]
 
     def match_union(value: object) -> _Failure | None:
         deepest: _Failure | None = None
