@@ -23,7 +23,8 @@ import asyncio
 import logging
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Awaitable, Callable
 
 from starlette.datastructures import QueryParams
 
@@ -56,7 +57,10 @@ from ..protocol import (
 )
 
 if TYPE_CHECKING:
-    from ..app import JaccApp
+    from ..auth import TokenService
+    from ..config import WebSocketConfig
+    from ..protocol import WalkerBinding
+    from .connections import ConnectionRegistry
 
 logger = logging.getLogger("jacc.session")
 
@@ -66,18 +70,38 @@ _NO_TOKEN = object()
 _READ_AHEAD_FRAMES = 64
 
 
-class WebSocketSession:
-    """Serves one accepted socket of the walker `walker` of `app`."""
+@dataclass(frozen=True, slots=True)
+class SessionContext:
+    """What a session may use of the server that runs it, and nothing more.
 
-    def __init__(self, app: JaccApp, walker: str, scope: dict, receive, send) -> None:
-        self._app = app
+    One per app, shared by all its sessions. `binding` looks a walker up by name
+    and is called for every frame, so that an open connection runs the code of
+    the latest dev reload (or learns that its walker is gone). `publish` sends a
+    broadcast frame on a walker's channel of the backplane.
+    """
+
+    limits: WebSocketConfig
+    tokens: TokenService
+    registry: ConnectionRegistry
+    binding: Callable[[str], WalkerBinding | None]
+    publish: Callable[[str, str], Awaitable[None]]
+    dev: bool
+
+
+class WebSocketSession:
+    """Serves one accepted socket of the walker `walker`, given what it may use in `context`."""
+
+    def __init__(self, context: SessionContext, walker: str, scope: dict, receive, send) -> None:
+        self._context = context
+        self._binding = context.binding
+        self._publish_frame = context.publish
         self._walker = walker
         self._scope = scope
         self._receive = receive
         self._send = send
-        self._public = app.bindings[walker].spec.public
-        self._dev = app.config.server.dev
-        limits = app.config.websocket
+        self._public = context.binding(walker).spec.public
+        self._dev = context.dev
+        limits = context.limits
         self._limits = limits
         self._loop = asyncio.get_running_loop()
         self._clock = self._loop.time
@@ -101,7 +125,7 @@ class WebSocketSession:
         self.connection: Connection | None = None
 
     async def run(self) -> None:
-        app = self._app
+        registry = self._context.registry
         limits = self._limits
         if (await self._receive())["type"] != "websocket.connect":
             return  # the client left during the handshake
@@ -117,14 +141,14 @@ class WebSocketSession:
         )
         self.connection = connection
         try:
-            if app.registry.count(self._walker) >= limits.max_connections_per_walker:
+            if registry.count(self._walker) >= limits.max_connections_per_walker:
                 # Accepted all the same, so that a browser client can read why.
                 self._refuse(_capacity("max_connections_per_walker",
                                        limits.max_connections_per_walker,
                                        f"walker `{self._walker}`"))
                 await self._serve(connection)
                 return
-            app.registry.add(connection)
+            registry.add(connection)
             self._authenticate_from_query()
             if not connection.admitted and not connection.closing:
                 self._auth_timer = self._loop.call_later(
@@ -132,7 +156,7 @@ class WebSocketSession:
             await self._serve(connection)
         finally:
             self._cancel_timers()
-            app.registry.discard(connection)
+            registry.discard(connection)
             connection.dispose()
 
     def _refuse(self, error: ProtocolError) -> None:
@@ -171,7 +195,7 @@ class WebSocketSession:
         connection = self.connection
         if token is not None:
             try:
-                identity = self._app.tokens.verify(token)
+                identity = self._context.tokens.verify(token)
             except AuthError as error:
                 if not self._public:
                     self._refuse(_unauthorized(error, close=True))
@@ -184,16 +208,16 @@ class WebSocketSession:
                     self._refuse(error)
                     return
         if self._public or connection.identity is not None:
-            self._app.registry.admit(connection)
+            self._context.registry.admit(connection)
 
     def _authenticate(self, token: object) -> None:
         """The first frame of a private connection that came without `?token=`."""
         try:
-            identity = self._app.tokens.verify(None if token is _NO_TOKEN else token)
+            identity = self._context.tokens.verify(None if token is _NO_TOKEN else token)
         except AuthError as error:
             raise _unauthorized(error, close=True) from None
         self._identify(identity)
-        self._app.registry.admit(self.connection)
+        self._context.registry.admit(self.connection)
         if self._auth_timer is not None:
             self._auth_timer.cancel()
             self._auth_timer = None
@@ -201,7 +225,7 @@ class WebSocketSession:
     def _identify(self, identity: Identity) -> None:
         """Take `identity` as the connection's user; CAPACITY if that user has too many."""
         limit = self._limits.max_connections_per_user
-        if not self._app.registry.claim_user(self.connection, identity.user_id, limit):
+        if not self._context.registry.claim_user(self.connection, identity.user_id, limit):
             raise _capacity("max_connections_per_user", limit, "this user")
         self.connection.identity = identity
         self._cancel_expiry()
@@ -268,7 +292,7 @@ class WebSocketSession:
             # Closed while this frame was on its way (a dev reload changed the walker's
             # rules): running it under the new binding could skip an authentication.
             return
-        binding = self._app.bindings.get(self._walker)
+        binding = self._binding(self._walker)
         if binding is None:
             # The walker went away under a dev reload.
             self.connection.close(CLOSE_SERVICE_RESTART, "walker removed")
@@ -415,7 +439,7 @@ class WebSocketSession:
 
     async def _publish(self, frame: str) -> None:
         try:
-            await self._app.backplane.publish(self._walker, frame)
+            await self._publish_frame(self._walker, frame)
         except BackplaneUnavailable as error:
             raise ProtocolError(SERVICE_UNAVAILABLE, f"broadcast unavailable: {error}") from None
 
@@ -429,7 +453,7 @@ class WebSocketSession:
 
     def _refresh(self, token: object) -> None:
         try:
-            identity = self._app.tokens.verify(None if token is _NO_TOKEN else token)
+            identity = self._context.tokens.verify(None if token is _NO_TOKEN else token)
         except AuthError as error:
             # The connection keeps the token it has; only that one's expiry can end it.
             raise _unauthorized(error) from None
