@@ -21,24 +21,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Awaitable, Callable
 
-from starlette.datastructures import QueryParams
-
-from ..auth import AuthError, Identity
+from .admission import NO_TOKEN, Admission
 from .backplane import BackplaneUnavailable
 from .connections import Connection
 from .limits import SizeLimit, TokenBucket
 from ..protocol import (
-    CAPACITY,
-    CLOSE_CAPACITY,
     CLOSE_INTERNAL_ERROR,
     CLOSE_SERVICE_RESTART,
     CLOSE_TOO_LARGE,
-    CLOSE_UNAUTHORIZED,
     EXECUTION_TIMEOUT,
     INTERNAL_ERROR,
     MESSAGE_TOO_LARGE,
@@ -47,7 +41,6 @@ from ..protocol import (
     REFRESH,
     REFRESHED_FRAME,
     SERVICE_UNAVAILABLE,
-    UNAUTHORIZED,
     ProtocolError,
     decode_object,
     error_frame,
@@ -63,8 +56,6 @@ if TYPE_CHECKING:
     from .connections import ConnectionRegistry
 
 logger = logging.getLogger("jacc.session")
-
-_NO_TOKEN = object()
 
 # How many frames the session reads ahead while a walker runs long (see `_read_ahead`).
 _READ_AHEAD_FRAMES = 64
@@ -109,10 +100,7 @@ class WebSocketSession:
         self._quick_size = limits.max_message_bytes // 4  # SizeLimit's fast path, inlined
         self._bucket = TokenBucket(limits.messages_per_second, now=self._clock())
         self._walker_timeout = limits.walker_timeout_seconds
-        # A loop time (monotonic), so that the per-frame check needs no wall clock.
-        self._expires_at: float | None = None
-        self._expiry: asyncio.TimerHandle | None = None
-        self._auth_timer: asyncio.TimerHandle | None = None
+        self._admission: Admission | None = None
         # The walker watchdog: when the running walker started (0.0: none running).
         self._running_since = 0.0
         self._timed_out = False
@@ -125,7 +113,6 @@ class WebSocketSession:
         self.connection: Connection | None = None
 
     async def run(self) -> None:
-        registry = self._context.registry
         limits = self._limits
         if (await self._receive())["type"] != "websocket.connect":
             return  # the client left during the handshake
@@ -140,36 +127,23 @@ class WebSocketSession:
             send_timeout=limits.send_timeout_seconds,
         )
         self.connection = connection
+        admission = self._admission = Admission(
+            connection,
+            public=self._public,
+            tokens=self._context.tokens,
+            registry=self._context.registry,
+            limits=limits,
+            loop=self._loop,
+        )
         try:
-            if registry.count(self._walker) >= limits.max_connections_per_walker:
-                # Accepted all the same, so that a browser client can read why.
-                self._refuse(_capacity("max_connections_per_walker",
-                                       limits.max_connections_per_walker,
-                                       f"walker `{self._walker}`"))
-                await self._serve(connection)
-                return
-            registry.add(connection)
-            self._authenticate_from_query()
-            if not connection.admitted and not connection.closing:
-                self._auth_timer = self._loop.call_later(
-                    limits.auth_timeout_seconds, self._auth_timed_out)
+            admission.open(self._scope.get("query_string", b""))
             await self._serve(connection)
         finally:
-            self._cancel_timers()
-            registry.discard(connection)
+            admission.close()
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+                self._watchdog = None
             connection.dispose()
-
-    def _refuse(self, error: ProtocolError) -> None:
-        """Answer with `error`'s frame and close with its code, outside the reader."""
-        self.connection.enqueue(error.frame())
-        self.connection.close(error.close_code, error.reason or "")
-
-    def _cancel_timers(self) -> None:
-        self._cancel_expiry()
-        for timer in (self._auth_timer, self._watchdog):
-            if timer is not None:
-                timer.cancel()
-        self._auth_timer = self._watchdog = None
 
     async def _serve(self, connection: Connection) -> None:
         sender = connection.start()
@@ -187,77 +161,6 @@ class WebSocketSession:
             for task in tasks:
                 task.cancel()
             await asyncio.wait(tasks)
-
-    # --- authentication ------------------------------------------------------------
-
-    def _authenticate_from_query(self) -> None:
-        token = QueryParams(self._scope.get("query_string", b"")).get("token")
-        connection = self.connection
-        if token is not None:
-            try:
-                identity = self._context.tokens.verify(token)
-            except AuthError as error:
-                if not self._public:
-                    self._refuse(_unauthorized(error, close=True))
-                    return
-                # A public walker serves anonymous clients: a bad token just identifies nobody.
-            else:
-                try:
-                    self._identify(identity)
-                except ProtocolError as error:
-                    self._refuse(error)
-                    return
-        if self._public or connection.identity is not None:
-            self._context.registry.admit(connection)
-
-    def _authenticate(self, token: object) -> None:
-        """The first frame of a private connection that came without `?token=`."""
-        try:
-            identity = self._context.tokens.verify(None if token is _NO_TOKEN else token)
-        except AuthError as error:
-            raise _unauthorized(error, close=True) from None
-        self._identify(identity)
-        self._context.registry.admit(self.connection)
-        if self._auth_timer is not None:
-            self._auth_timer.cancel()
-            self._auth_timer = None
-
-    def _identify(self, identity: Identity) -> None:
-        """Take `identity` as the connection's user; CAPACITY if that user has too many."""
-        limit = self._limits.max_connections_per_user
-        if not self._context.registry.claim_user(self.connection, identity.user_id, limit):
-            raise _capacity("max_connections_per_user", limit, "this user")
-        self.connection.identity = identity
-        self._cancel_expiry()
-        if identity.expires_at is None:
-            self._expires_at = None
-        else:
-            delay = max(0.0, identity.expires_at - time.time())
-            self._expires_at = self._clock() + delay
-            self._expiry = self._loop.call_later(delay, self._expired)
-
-    def _auth_timed_out(self) -> None:
-        self._auth_timer = None
-        connection = self.connection
-        if not connection.admitted and not connection.closing:
-            seconds = self._limits.auth_timeout_seconds
-            self._refuse(ProtocolError(
-                UNAUTHORIZED,
-                f"no token within auth_timeout_seconds ({seconds:g} s)",
-                reason="missing",
-                close_code=CLOSE_UNAUTHORIZED,
-            ))
-
-    def _expired(self) -> None:
-        self._expiry = None
-        connection = self.connection
-        connection.enqueue(error_frame(UNAUTHORIZED, "token expired", reason="expired"))
-        connection.close(CLOSE_UNAUTHORIZED, "expired")
-
-    def _cancel_expiry(self) -> None:
-        if self._expiry is not None:
-            self._expiry.cancel()
-            self._expiry = None
 
     # --- frames --------------------------------------------------------------------
 
@@ -418,23 +321,18 @@ class WebSocketSession:
     def _admit(self, data: str | bytes, now: float) -> tuple[dict, object]:
         """Parse a frame and take its `token` out; authenticate or check expiry."""
         connection = self.connection
+        admission = self._admission
         try:
             payload = decode_object(data)
         except ProtocolError as error:
             if connection.admitted:
                 raise
-            # An unauthenticated connection gets one chance, and this frame was it.
-            raise ProtocolError(
-                UNAUTHORIZED,
-                f"the first frame must be a JSON object with a token: {error.message}",
-                reason="missing",
-                close_code=CLOSE_UNAUTHORIZED,
-            ) from None
-        token = payload.pop("token", _NO_TOKEN)
+            raise admission.unreadable_first_frame(error) from None
+        token = payload.pop("token", NO_TOKEN)
         if not connection.admitted:
-            self._authenticate(token)
-        elif self._expires_at is not None and now >= self._expires_at:
-            raise _unauthorized(AuthError("expired"), close=True)
+            admission.authenticate(token)
+        elif now >= admission.expires_at:  # inline: one comparison per frame, no call
+            raise admission.expired()
         return payload, token
 
     async def _publish(self, frame: str) -> None:
@@ -447,41 +345,6 @@ class WebSocketSession:
         if kind == PING:
             await self.connection.reply(pong_frame())
         elif kind == REFRESH:
-            self._refresh(token)
+            self._admission.refresh(token)
             await self.connection.reply(REFRESHED_FRAME)
         # A client's `pong` is absorbed.
-
-    def _refresh(self, token: object) -> None:
-        try:
-            identity = self._context.tokens.verify(None if token is _NO_TOKEN else token)
-        except AuthError as error:
-            # The connection keeps the token it has; only that one's expiry can end it.
-            raise _unauthorized(error) from None
-        current = self.connection.identity
-        if current is not None and current.user_id != identity.user_id:
-            raise ProtocolError(
-                UNAUTHORIZED,
-                "the new token belongs to another user",
-                reason="invalid",
-                close_code=CLOSE_UNAUTHORIZED,
-            )
-        self._identify(identity)
-
-
-def _capacity(key: str, limit: int, whom: str) -> ProtocolError:
-    return ProtocolError(
-        CAPACITY,
-        f"{whom} has reached {key} ({limit} open connections)",
-        reason=key,
-        close_code=CLOSE_CAPACITY,
-    )
-
-
-def _unauthorized(error: AuthError, close: bool = False) -> ProtocolError:
-    return ProtocolError(
-        UNAUTHORIZED,
-        error.message,
-        reason=error.reason,
-        close_code=CLOSE_UNAUTHORIZED if close else None,
-    )
-
