@@ -1,4 +1,4 @@
-"""One WebSocket connection to a walker, from accept to close (SPEC §6, §7, §8).
+"""One WebSocket connection to a walker, from accept to close (docs/protocol.md).
 
 A session runs two tasks: the reader, which takes frames one at a time and in
 order (so pipelined requests are answered in order), and the connection's
@@ -12,28 +12,29 @@ walker run is watched for `walker_timeout_seconds`. Those checks cost one read
 of the loop's monotonic clock per frame and a few float operations; timers
 (auth timeout, token expiry, walker timeout) are per connection, never per frame.
 
+The session wires small parts, each owning its own state and timers:
+`Admission` (admission.py: authentication, caps, auth timeout, token expiry),
+`WalkerWatchdog` (watchdog.py: the walker timeout) and `ReadAhead`
+(readahead.py: reading on while a walker runs long). It sees the server only
+through a `SessionContext`.
+
 Limits outside the session: the caps are counted by the registry
 (connections.py), `Origin` is checked before the upgrade (app.py), and
-WebSocket pings and the protocol-level size limit are uvicorn's (server.py).
+WebSocket pings and the protocol-level size limit are uvicorn's (main.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Awaitable, Callable
+from typing import TYPE_CHECKING
 
-from .admission import NO_TOKEN, Admission
-from .backplane import BackplaneUnavailable
-from .connections import Connection
-from .limits import SizeLimit, TokenBucket
 from ..protocol import (
     CLOSE_INTERNAL_ERROR,
     CLOSE_SERVICE_RESTART,
     CLOSE_TOO_LARGE,
-    EXECUTION_TIMEOUT,
     INTERNAL_ERROR,
     MESSAGE_TOO_LARGE,
     PING,
@@ -48,6 +49,12 @@ from ..protocol import (
     run_walker,
     success_frame,
 )
+from .admission import NO_TOKEN, Admission
+from .backplane import BackplaneUnavailable
+from .connections import Connection
+from .limits import SizeLimit, TokenBucket
+from .readahead import ReadAhead
+from .watchdog import WalkerWatchdog
 
 if TYPE_CHECKING:
     from ..auth import TokenService
@@ -56,9 +63,6 @@ if TYPE_CHECKING:
     from .connections import ConnectionRegistry
 
 logger = logging.getLogger("jacc.session")
-
-# How many frames the session reads ahead while a walker runs long (see `_read_ahead`).
-_READ_AHEAD_FRAMES = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,74 +84,74 @@ class SessionContext:
 
 
 class WebSocketSession:
-    """Serves one accepted socket of the walker `walker`, given what it may use in `context`."""
+    """Serves one accepted socket of the walker `walker`, given what it may use in `context`.
+
+    Owns the socket's reader task, the per-frame limits (size and rate) and the
+    order of checks in `_handle`; the rest belongs to the parts it wires.
+    """
 
     def __init__(self, context: SessionContext, walker: str, scope: dict, receive, send) -> None:
         self._context = context
-        self._binding = context.binding
-        self._publish_frame = context.publish
         self._walker = walker
         self._scope = scope
         self._receive = receive
         self._send = send
+        # As the upgrade found it: the rules this connection is admitted under.
         self._public = context.binding(walker).spec.public
+        # Kept apart from the context: each is used for every frame.
+        self._binding = context.binding
+        self._publish = context.publish
         self._dev = context.dev
         limits = context.limits
-        self._limits = limits
-        self._loop = asyncio.get_running_loop()
-        self._clock = self._loop.time
+        loop = asyncio.get_running_loop()
+        self._clock = loop.time
         self._size = SizeLimit(limits.max_message_bytes)
         self._quick_size = limits.max_message_bytes // 4  # SizeLimit's fast path, inlined
         self._bucket = TokenBucket(limits.messages_per_second, now=self._clock())
-        self._walker_timeout = limits.walker_timeout_seconds
+        self._read_ahead = ReadAhead(receive, limits.max_message_bytes)
+        self._watchdog = WalkerWatchdog(
+            loop,
+            walker=walker,
+            timeout=limits.walker_timeout_seconds,
+            heartbeat=limits.heartbeat_seconds,
+            read_ahead=self._read_ahead,
+        )
         self._admission: Admission | None = None
-        # The walker watchdog: when the running walker started (0.0: none running).
-        self._running_since = 0.0
-        self._timed_out = False
-        self._watchdog: asyncio.TimerHandle | None = None
-        self._reader: asyncio.Task | None = None
-        # A walker still running after this long makes the session read ahead.
-        self._read_ahead_after = min(limits.heartbeat_seconds / 2, self._walker_timeout)
-        self._read_ahead_task: asyncio.Task | None = None
-        self._ahead: deque[dict] = deque()  # frames read ahead, served before new ones
         self.connection: Connection | None = None
 
     async def run(self) -> None:
-        limits = self._limits
         if (await self._receive())["type"] != "websocket.connect":
             return  # the client left during the handshake
         try:
             await self._send({"type": "websocket.accept"})
         except OSError:  # uvicorn's ClientDisconnected: gone before the 101 went out
             return
-        connection = Connection(
+        context = self._context
+        connection = self.connection = Connection(
             self._send,
             self._walker,
-            queue_frames=limits.send_queue_frames,
-            send_timeout=limits.send_timeout_seconds,
+            queue_frames=context.limits.send_queue_frames,
+            send_timeout=context.limits.send_timeout_seconds,
         )
-        self.connection = connection
         admission = self._admission = Admission(
             connection,
             public=self._public,
-            tokens=self._context.tokens,
-            registry=self._context.registry,
-            limits=limits,
-            loop=self._loop,
+            tokens=context.tokens,
+            registry=context.registry,
+            limits=context.limits,
+            loop=asyncio.get_running_loop(),
         )
         try:
             admission.open(self._scope.get("query_string", b""))
             await self._serve(connection)
         finally:
             admission.close()
-            if self._watchdog is not None:
-                self._watchdog.cancel()
-                self._watchdog = None
+            self._watchdog.cancel()
             connection.dispose()
 
     async def _serve(self, connection: Connection) -> None:
         sender = connection.start()
-        reader = self._reader = self._loop.create_task(self._read())
+        reader = self._watchdog.reader = asyncio.get_running_loop().create_task(self._read())
         try:
             await asyncio.wait((reader, sender), return_when=asyncio.FIRST_COMPLETED)
             if reader.done() and connection.closing and not connection.disconnected:
@@ -156,8 +160,8 @@ class WebSocketSession:
                 await asyncio.wait((sender,))
         finally:
             tasks = [reader, sender]
-            if self._read_ahead_task is not None:
-                tasks.append(self._read_ahead_task)
+            if self._read_ahead.task is not None:
+                tasks.append(self._read_ahead.task)
             for task in tasks:
                 task.cancel()
             await asyncio.wait(tasks)
@@ -167,7 +171,7 @@ class WebSocketSession:
     async def _read(self) -> None:
         receive = self._receive
         connection = self.connection
-        ahead = self._ahead
+        ahead = self._read_ahead.frames
         try:
             while not connection.closing:
                 message = ahead.popleft() if ahead else await receive()
@@ -211,23 +215,15 @@ class WebSocketSession:
             await self._control(kind, token)
             return
         binding.check(payload)
-        self._running_since = now
-        if self._watchdog is None:
-            self._watchdog = self._loop.call_at(now + self._read_ahead_after, self._watch_walker)
+        watchdog = self._watchdog
+        watchdog.begin(now)
         try:
             reports = await run_walker(binding, payload, self._dev)
         finally:
-            self._running_since = 0.0
-            if self._read_ahead_task is not None:
-                self._read_ahead_task.cancel()  # nothing is lost: frames it read are in _ahead
-                self._read_ahead_task = None
-            if self._timed_out:
-                # Whatever the walker did once cancelled (let the CancelledError out,
-                # caught it and returned, raised something else), it ran too long.
-                raise self._walker_timed_out(binding.name)
+            watchdog.end()  # raises EXECUTION_TIMEOUT for a walker it cancelled
         frame = success_frame(reports)
         if binding.spec.broadcast:
-            await self._publish(frame)
+            await self._broadcast(frame)
         else:
             await self.connection.reply(frame)
 
@@ -251,73 +247,6 @@ class WebSocketSession:
             reason="messages_per_second",
         )
 
-    # --- the walker timeout --------------------------------------------------------
-
-    def _watch_walker(self) -> None:
-        """The watchdog timer: read ahead for a walker that runs long, cancel one past its deadline.
-
-        Armed when a walker starts and none is armed; when it fires for a walker
-        that has since finished it re-arms for the running one, if any, so it
-        runs at most twice per `walker_timeout_seconds` (or once a half beat)
-        per connection, and not at all on an idle one.
-        """
-        self._watchdog = None
-        started = self._running_since
-        if not started:
-            return
-        now = self._clock()
-        deadline = started + self._walker_timeout
-        if now < deadline:
-            read_ahead_at = started + self._read_ahead_after
-            if now < read_ahead_at:
-                self._watchdog = self._loop.call_at(read_ahead_at, self._watch_walker)
-                return
-            if self._read_ahead_task is None:
-                self._read_ahead_task = self._loop.create_task(self._read_ahead())
-            self._watchdog = self._loop.call_at(deadline, self._watch_walker)
-            return
-        self._running_since = 0.0
-        self._timed_out = True
-        # The reader is the task awaiting the walker: the CancelledError lands at the
-        # walker's current `await`. A walker that never awaits cannot be interrupted.
-        self._reader.cancel()
-
-    async def _read_ahead(self) -> None:
-        """Go on reading the socket while a walker runs long.
-
-        uvicorn stops reading a socket while a frame it received waits for the
-        app, so with a frame pipelined behind a long walker run the peer's pongs
-        would sit unread and the keepalive would drop a live client (1011). Frames
-        read here wait in `_ahead`, in order, for the reader. A client that sends
-        more than _READ_AHEAD_FRAMES, or four times `max_message_bytes`,
-        meanwhile is left to TCP backpressure again.
-        """
-        ahead = self._ahead
-        receive = self._receive
-        budget = 4 * self._limits.max_message_bytes
-        while len(ahead) < _READ_AHEAD_FRAMES and budget > 0:
-            message = await receive()
-            ahead.append(message)
-            if message["type"] != "websocket.receive":
-                return
-            budget -= len(message.get("text") or message.get("bytes") or b"")
-
-    def _walker_timed_out(self, name: str) -> ProtocolError:
-        self._timed_out = False
-        if self._reader.uncancel():
-            # Cancelled for another reason too (the session is ending): let that win.
-            raise asyncio.CancelledError
-        seconds = self._walker_timeout
-        logger.warning("walker %s ran past walker_timeout_seconds (%g s) and was cancelled",
-                       name, seconds)
-        return ProtocolError(
-            EXECUTION_TIMEOUT,
-            f"walker `{name}` ran past walker_timeout_seconds ({seconds:g} s) and was cancelled",
-            reason="walker_timeout_seconds",
-        )
-
-    # --- parsing and authentication of a frame -------------------------------------
-
     def _admit(self, data: str | bytes, now: float) -> tuple[dict, object]:
         """Parse a frame and take its `token` out; authenticate or check expiry."""
         connection = self.connection
@@ -335,9 +264,9 @@ class WebSocketSession:
             raise admission.expired()
         return payload, token
 
-    async def _publish(self, frame: str) -> None:
+    async def _broadcast(self, frame: str) -> None:
         try:
-            await self._publish_frame(self._walker, frame)
+            await self._publish(self._walker, frame)
         except BackplaneUnavailable as error:
             raise ProtocolError(SERVICE_UNAVAILABLE, f"broadcast unavailable: {error}") from None
 
