@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
-from types import TracebackType
+from types import FrameType, TracebackType
 
 
 def relocate(exc: BaseException) -> BaseException:
@@ -35,6 +35,20 @@ def relocate(exc: BaseException) -> BaseException:
     for frame, lasti, lineno in reversed(frames):
         rebuilt = TracebackType(rebuilt, frame, lasti, lineno)
     return exc.with_traceback(rebuilt)
+
+
+def jac_position(frame: FrameType) -> tuple[str, int]:
+    """Where `frame` is in Jac terms: (file name as the user knows it, `.jac` line).
+
+    A frame of a built module is mapped through its line table; a frame compiled
+    in memory already has the `.jac` file and line. Used to say where a `report`
+    ran (docs/protocol.md, "Errors while running").
+    """
+    globals_ = frame.f_globals
+    table = globals_.get("__jacc_lines__")
+    if table is not None and frame.f_code.co_filename == globals_.get("__file__"):
+        return globals_["__jacc_source__"], table.get(frame.f_lineno, frame.f_lineno)
+    return os.path.basename(frame.f_code.co_filename), frame.f_lineno
 
 
 def _stand_in(tb: TracebackType, exc: BaseException) -> TracebackType | None:

@@ -19,10 +19,11 @@ from __future__ import annotations
 import asyncio
 import enum
 import inspect
+import sys
 from dataclasses import dataclass, field as dataclass_field
 from typing import Any, Callable
 
-from .lines import relocate
+from .lines import jac_position, relocate
 
 _MISSING = object()
 
@@ -108,9 +109,25 @@ def exit(function: Callable) -> Callable:  # noqa: A001 - the Jac event is calle
     return function
 
 
+class Reports(list):
+    """A walker's reports, in order, and beside each the Jac position of its `report`.
+
+    `sites[i]` is (file, line) of the statement that reported `self[i]`: a server
+    that cannot send a report as JSON names the line that made it.
+    """
+
+    __slots__ = ("sites",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sites: list[tuple[str, int]] = []
+
+
 def report(walker: Walker, value: Any) -> None:
     """`report X;` — append X to the walker's reports."""
-    walker._jacc_reports.append(value)
+    reports = walker._jacc_reports
+    reports.append(value)
+    reports.sites.append(jac_position(sys._getframe(1)))
 
 
 def _normalise_protocol(protocol: Any) -> str:
@@ -124,7 +141,7 @@ class Walker:
     """Base class of every compiled walker."""
 
     __jacc_spec__ = WalkerSpec(name="Walker")
-    _jacc_reports: list
+    _jacc_reports: Reports
 
     def __init_subclass__(
         cls,
@@ -165,7 +182,7 @@ class Walker:
                     raise TypeError(f"{spec.name}() missing required field {f.name!r}")
                 value = f.default_factory()
             setattr(self, f.name, value)
-        self._jacc_reports = []
+        self._jacc_reports = Reports()
 
     def __repr__(self) -> str:
         values = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in self.__jacc_spec__.fields)

@@ -164,11 +164,12 @@ def test_pong_frame_carries_milliseconds():
         ("tuple_key", "a report holds a dict whose keys are not strings, numbers, booleans or null"),
     ],
 )
-def test_unserialisable_reports_are_internal_errors_without_reprs(what, message):
+def test_unserialisable_reports_are_execution_errors_without_reprs(what, message):
+    # The walker's own failure (docs/protocol.md, "Errors while running").
     reports = run(run_walker(WalkerBinding(Unsendable), {"what": what}))
     with pytest.raises(ProtocolError) as caught:
-        success_frame(reports)
-    assert caught.value.code == INTERNAL_ERROR
+        success_frame(reports, "Unsendable")
+    assert caught.value.code == EXECUTION_ERROR
     assert caught.value.message.startswith(message[:30])
     assert "<" not in caught.value.message  # no `<object at 0x...>`
 

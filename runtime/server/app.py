@@ -220,7 +220,7 @@ class JaccApp:
             payload = await _fields_of(request, binding)
             binding.check(payload)
             reports = await self._run_timed(binding, payload)
-            return _json_response(success_frame(reports))
+            return _json_response(success_frame(reports, name, self.config.server.dev))
         except ProtocolError as error:
             return _error_response(error)
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 import difflib
 import json
 import logging
+import math
 import os
+import re
 import time
 from types import TracebackType
 from typing import Any
@@ -126,9 +128,19 @@ def _refuse(value: object) -> Any:
 
 
 def encode(value: object) -> str:
-    """Compact JSON text; raises ProtocolError(INTERNAL_ERROR) for what JSON cannot hold."""
+    """Compact JSON text; raises ProtocolError(INTERNAL_ERROR) for what JSON cannot hold.
+
+    The text is also checked to be Unicode that UTF-8 can carry: a lone surrogate
+    in a str would otherwise fail only when the socket layer encodes the frame,
+    dropping the connection (or, for a broadcast, every member's) with no word.
+    """
     try:
-        return _encode(value)
+        text = _encode(value)
+        if not text.isascii():
+            text.encode("utf-8")  # C speed; only non-ASCII frames pay it
+        return text
+    except UnicodeEncodeError:
+        message = "a report holds text that is not valid Unicode (a lone surrogate)"
     except _Unserialisable as error:
         message = f"a report holds a value of type `{error}`, which cannot be sent as JSON"
     except ValueError as error:
@@ -141,9 +153,37 @@ def encode(value: object) -> str:
     raise ProtocolError(INTERNAL_ERROR, message)
 
 
-def success_frame(reports: list) -> str:
-    """`{"ok":true,"data":{"reports":[...]}}`; the walker object itself is never sent."""
-    return '{"ok":true,"data":{"reports":' + encode(reports) + "}}"
+def success_frame(reports: list, walker: str = "", dev: bool = False) -> str:
+    """`{"ok":true,"data":{"reports":[...]}}`; the walker object itself is never sent.
+
+    A report JSON cannot carry (NaN or infinity, a lone surrogate, an object of
+    no JSON kind) is the walker's own failure: EXECUTION_ERROR naming the `.jac`
+    line of its `report` in the log, and in the frame with `dev`.
+    """
+    try:
+        return '{"ok":true,"data":{"reports":' + encode(reports) + "}}"
+    except ProtocolError as error:
+        raise _unsendable_report(walker, reports, error.message, dev) from None
+
+
+def _unsendable_report(walker: str, reports: list, message: str, dev: bool) -> ProtocolError:
+    sites = getattr(reports, "sites", ())
+    site = next((sites[i] for i, item in enumerate(reports)
+                 if i < len(sites) and not _sendable(item)), None)
+    where = f" at {site[0]}:{site[1]}" if site else ""
+    logger.error("walker %s: %s%s", walker, message, where)
+    if dev and site:
+        frame = {"file": site[0], "line": site[1], "function": walker}
+        return ProtocolError(EXECUTION_ERROR, message, line=site[1], details=[frame])
+    return ProtocolError(EXECUTION_ERROR, message)
+
+
+def _sendable(item: object) -> bool:
+    try:
+        encode(item)
+    except ProtocolError:
+        return False
+    return True
 
 
 def error_frame(
@@ -176,7 +216,24 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-_decode = json.JSONDecoder(parse_constant=_reject_constant).decode
+class _NotFinite(ValueError):
+    pass
+
+
+def _finite_float(text: str) -> float:
+    # `1e400` is valid JSON but no float: Python reads it as infinity, which no
+    # walker expects and no reply can carry.
+    value = float(text)
+    if math.isinf(value):
+        shown = text if len(text) <= 24 else f"{text[:21]}..."
+        raise _NotFinite(f"the number {shown} is out of range for a float")
+    return value
+
+
+_decode = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float).decode
+# A `\uD800`-`\uDFFF` escape: the only way a lone surrogate can get into decoded
+# text (raw ones are not UTF-8). Most frames have none, and skip the walk below.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
 
 
 def decode_object(data: str | bytes) -> dict:
@@ -201,7 +258,9 @@ def decode_object(data: str | bytes) -> dict:
             f"not valid JSON: {error.msg} at line {error.lineno} column {error.colno}",
             status=400,
         ) from None
-    except ValueError as error:  # NaN, Infinity
+    except _NotFinite as error:
+        raise ProtocolError(INVALID_PAYLOAD, str(error), status=422) from None
+    except ValueError as error:  # NaN, Infinity, an integer of over 4300 digits
         raise ProtocolError(INVALID_PAYLOAD, f"not valid JSON: {error}", status=400) from None
     except RecursionError:
         raise ProtocolError(INVALID_PAYLOAD, "JSON nested too deeply", status=400) from None
@@ -209,7 +268,32 @@ def decode_object(data: str | bytes) -> dict:
         raise ProtocolError(
             INVALID_PAYLOAD, f"expected a JSON object, got {json_kind(value)}", status=400
         )
+    if _SURROGATE_ESCAPE.search(data) and not _is_unicode(value):
+        raise ProtocolError(
+            INVALID_PAYLOAD,
+            "text holds a lone surrogate escape (\\uD800-\\uDFFF without its pair), "
+            "which is not Unicode",
+            status=400,
+        )
     return value
+
+
+def _is_unicode(value: object) -> bool:
+    """No string in `value`, key or element, holds a lone surrogate."""
+    stack = [value]
+    while stack:  # a loop, not recursion: the nesting is the client's to choose
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
 
 
 def json_kind(value: object) -> str:
@@ -271,29 +355,58 @@ class WalkerBinding:
             raise self._invalid(payload)
 
     def _invalid(self, payload: dict) -> ProtocolError:
-        # The slow path: collect every problem, in the walker's field order first.
-        details = []
+        # The slow path: the problems, in the walker's field order first. The answer
+        # is bounded (docs/security.md): the first MAX_DETAILS problems, a guess for
+        # the first MAX_GUESSES unknown fields, and a count of the rest, so that a
+        # frame of thousands of bad keys costs little more than a valid one.
+        details: list[dict] = []
+        problems = unknown = 0
         for name in self._required:
             if name not in payload:
-                details.append(
-                    {"field": name, "expected": self._types[name], "message": "missing required field"}
-                )
+                problems += 1
+                if problems <= MAX_DETAILS:
+                    details.append({"field": name, "expected": self._types[name],
+                                    "message": "missing required field"})
         for name, value in payload.items():
             check = self._checks.get(name)
             if check is None:
-                details.append({"field": name, "message": "unknown field" + self._guess(name)})
+                problems += 1
+                unknown += 1
+                if problems <= MAX_DETAILS:
+                    guess = self._guess(name) if unknown <= MAX_GUESSES else ""
+                    details.append({"field": _shown(name), "message": "unknown field" + guess})
                 continue
             problem = check(value)
             if problem is not None:
-                details.append({"field": name, "expected": self._types[name], "message": problem})
+                problems += 1
+                if problems <= MAX_DETAILS:
+                    details.append({"field": name, "expected": self._types[name],
+                                    "message": problem})
         names = ", ".join(f"`{d['field']}`" for d in details)
+        more = problems - len(details)
+        if more:
+            names += f" and {more} more"
         return ProtocolError(
             INVALID_PAYLOAD, f"invalid fields for {self.name}: {names}", details=details
         )
 
     def _guess(self, name: str) -> str:
+        if len(name) > _GUESS_LENGTH:
+            return ""  # difflib is quadratic in the length: no guess for a huge name
         match = difflib.get_close_matches(name, list(self._checks), n=1)
         return f", did you mean `{match[0]}`?" if match else ""
+
+
+# How much of a bad frame an INVALID_PAYLOAD describes (docs/security.md).
+MAX_DETAILS = 10
+MAX_GUESSES = 3
+_GUESS_LENGTH = 100
+_SHOWN_LENGTH = 64
+
+
+def _shown(name: str) -> str:
+    """A client's key as the answer repeats it: cut short, so the answer stays small."""
+    return name if len(name) <= _SHOWN_LENGTH else f"{name[:_SHOWN_LENGTH]}..."
 
 
 async def run_walker(binding: WalkerBinding, fields: dict, dev: bool = False) -> list:

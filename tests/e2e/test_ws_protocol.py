@@ -117,7 +117,7 @@ def test_execution_error_and_internal_error_keep_the_socket(server):
             assert (await ask(ws, {"type": "ping"}))["type"] == "pong"
         async with connect(server.ws("/ws/Unsendable")) as ws:
             error = (await ask(ws, {}))["error"]
-            assert error["code"] == "INTERNAL_ERROR"
+            assert error["code"] == "EXECUTION_ERROR"
             assert "set" in error["message"] and "0x" not in error["message"]
             assert (await ask(ws, {"type": "ping"}))["type"] == "pong"
 

@@ -221,7 +221,7 @@ class WebSocketSession:
             reports = await run_walker(binding, payload, self._dev)
         finally:
             watchdog.end()  # raises EXECUTION_TIMEOUT for a walker it cancelled
-        frame = success_frame(reports)
+        frame = success_frame(reports, binding.name, self._dev)
         if binding.spec.broadcast:
             await self._broadcast(frame)
         else:
