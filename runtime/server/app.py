@@ -61,7 +61,7 @@ from .protocol import (
     run_walker,
     success_frame,
 )
-from .ws.session import WebSocketSession
+from .ws.session import SessionContext, WebSocketSession
 from ..walker import Walker
 
 logger = logging.getLogger("jacc.app")
@@ -112,6 +112,7 @@ class JaccApp:
         self.bindings: dict[str, WalkerBinding] = {}
         self._extra_routes: list[BaseRoute] = []
         self._closing = False
+        self._session_context = _session_context(self)
         self._starlette = Starlette(
             routes=[],
             exception_handlers={HTTPException: _http_error, Exception: _internal_error},
@@ -356,7 +357,7 @@ class _WalkerSocket:
         if app._closing:
             await _deny(scope, send, 503, error_frame(INTERNAL_ERROR, "server shutting down"))
             return
-        await WebSocketSession(app, name, scope, receive, send).run()
+        await WebSocketSession(app._session_context, name, scope, receive, send).run()
 
 
 class _CustomRoute:
@@ -370,6 +371,23 @@ class _CustomRoute:
         request = Request(scope, receive)
         response = await self._app.run_http_walker(request, self._name)
         await response(scope, receive, send)
+
+
+def _session_context(app: JaccApp) -> SessionContext:
+    """The part of `app` a WebSocket session uses."""
+
+    def binding(name: str) -> WalkerBinding | None:
+        # Through `app`, not a saved dict: a dev reload replaces `app.bindings`.
+        return app.bindings.get(name)
+
+    return SessionContext(
+        limits=app.config.websocket,
+        tokens=app.tokens,
+        registry=app.registry,
+        binding=binding,
+        publish=app.backplane.publish,
+        dev=app.config.server.dev,
+    )
 
 
 def _stale_walkers(

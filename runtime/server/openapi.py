@@ -1,29 +1,20 @@
-"""The OpenAPI 3.1 document of an app's HTTP routes (SPEC §5).
+"""The OpenAPI 3.1 document of an app's HTTP routes (docs/protocol.md, "Routes").
 
 WebSocket walkers are not in it: OpenAPI has no way to describe them, and
 Jac Scale leaves them out too. Each HTTP walker's request body is an object
-whose properties are its fields, typed from their declared Jac types.
+whose properties are its fields, each with the JSON Schema of its declared
+type, taken from the type model that also checks the fields
+(`fieldtypes.py`, docs/protocol.md "Declared types").
 """
 
 from __future__ import annotations
 
-import ast
 from typing import Iterable, Mapping
 
+from .fieldtypes import declared_type
 from .protocol import WalkerBinding
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
-_SCALARS = {
-    "str": {"type": "string"},
-    "int": {"type": "integer"},
-    "float": {"type": "number"},
-    "bool": {"type": "boolean"},
-    "list": {"type": "array"},
-    "List": {"type": "array"},
-    "dict": {"type": "object"},
-    "Dict": {"type": "object"},
-    "None": {"type": "null"},
-}
 
 
 def openapi_document(
@@ -50,9 +41,10 @@ def openapi_document(
 
 def _walker_operation(binding: WalkerBinding, method: str) -> dict:
     spec = binding.spec
+    schemas = {f.name: declared_type(f.type).json_schema() for f in spec.fields}
     body = {
         "type": "object",
-        "properties": {f.name: schema_of(f.type) for f in spec.fields},
+        "properties": schemas,
         "additionalProperties": False,
     }
     required = [f.name for f in spec.fields if f.required]
@@ -71,7 +63,7 @@ def _walker_operation(binding: WalkerBinding, method: str) -> dict:
     }
     if method in ("GET", "DELETE"):
         operation["parameters"] = [
-            {"name": f.name, "in": "query", "required": f.required, "schema": schema_of(f.type)}
+            {"name": f.name, "in": "query", "required": f.required, "schema": schemas[f.name]}
             for f in spec.fields
         ]
     else:
@@ -83,41 +75,6 @@ def _walker_operation(binding: WalkerBinding, method: str) -> dict:
         operation["security"] = [{"bearerAuth": []}]
         operation["responses"]["401"] = _json("Missing, invalid or expired token", _ERROR)
     return operation
-
-
-def schema_of(type_text: str) -> dict:
-    """JSON Schema for a declared Jac type; `{}` (anything) for what is not understood."""
-    try:
-        return _schema(ast.parse(type_text.strip(), mode="eval").body)
-    except (SyntaxError, ValueError, RecursionError):
-        return {}
-
-
-def _schema(node: ast.expr) -> dict:
-    if isinstance(node, ast.Constant) and node.value is None:
-        return {"type": "null"}
-    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
-        return _any_of([_schema(node.left), _schema(node.right)])
-    if isinstance(node, ast.Name):
-        return dict(_SCALARS.get(node.id, {}))
-    if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name):
-        generic = node.value.id
-        args = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
-        if generic in ("list", "List") and len(args) == 1:
-            return {"type": "array", "items": _schema(args[0])}
-        if generic in ("dict", "Dict") and len(args) == 2:
-            return {"type": "object", "additionalProperties": _schema(args[1])}
-        if generic == "Optional" and len(args) == 1:
-            return _any_of([_schema(args[0]), {"type": "null"}])
-        if generic == "Union":
-            return _any_of([_schema(arg) for arg in args])
-    return {}
-
-
-def _any_of(members: list[dict]) -> dict:
-    if any(member == {} for member in members):
-        return {}
-    return {"anyOf": members}
 
 
 def _json(description: str, schema: Mapping) -> dict:

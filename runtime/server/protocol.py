@@ -17,7 +17,7 @@ import time
 from types import TracebackType
 from typing import Any
 
-from .types import compile_check
+from .fieldtypes import declared_type
 from ..walker import Walker, spawn
 
 logger = logging.getLogger("jacc.walker")
@@ -247,7 +247,7 @@ class WalkerBinding:
         self.name = spec.name
         # A walker with a `type` field owns that key: no control frames there.
         self.controls = "type" not in spec.field_names
-        self._checks = {f.name: compile_check(f.type) for f in spec.fields}
+        self._checks = {f.name: declared_type(f.type).check for f in spec.fields}
         self._required = tuple(f.name for f in spec.fields if f.required)
         self._required_set = frozenset(self._required)
         self._types = {f.name: f.type for f in spec.fields}

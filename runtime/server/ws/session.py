@@ -1,4 +1,4 @@
-"""One WebSocket connection to a walker, from accept to close (SPEC §6, §7, §8).
+"""One WebSocket connection to a walker, from accept to close (docs/protocol.md).
 
 A session runs two tasks: the reader, which takes frames one at a time and in
 order (so pipelined requests are answered in order), and the connection's
@@ -12,33 +12,29 @@ walker run is watched for `walker_timeout_seconds`. Those checks cost one read
 of the loop's monotonic clock per frame and a few float operations; timers
 (auth timeout, token expiry, walker timeout) are per connection, never per frame.
 
+The session wires small parts, each owning its own state and timers:
+`Admission` (admission.py: authentication, caps, auth timeout, token expiry),
+`WalkerWatchdog` (watchdog.py: the walker timeout) and `ReadAhead`
+(readahead.py: reading on while a walker runs long). It sees the server only
+through a `SessionContext`.
+
 Limits outside the session: the caps are counted by the registry
 (connections.py), `Origin` is checked before the upgrade (app.py), and
-WebSocket pings and the protocol-level size limit are uvicorn's (server.py).
+WebSocket pings and the protocol-level size limit are uvicorn's (main.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from starlette.datastructures import QueryParams
-
-from ..auth import AuthError, Identity
-from .backplane import BackplaneUnavailable
-from .connections import Connection
-from .limits import SizeLimit, TokenBucket
 from ..protocol import (
-    CAPACITY,
-    CLOSE_CAPACITY,
     CLOSE_INTERNAL_ERROR,
     CLOSE_SERVICE_RESTART,
     CLOSE_TOO_LARGE,
-    CLOSE_UNAUTHORIZED,
-    EXECUTION_TIMEOUT,
     INTERNAL_ERROR,
     MESSAGE_TOO_LARGE,
     PING,
@@ -46,7 +42,6 @@ from ..protocol import (
     REFRESH,
     REFRESHED_FRAME,
     SERVICE_UNAVAILABLE,
-    UNAUTHORIZED,
     ProtocolError,
     decode_object,
     error_frame,
@@ -54,102 +49,109 @@ from ..protocol import (
     run_walker,
     success_frame,
 )
+from .admission import NO_TOKEN, Admission
+from .backplane import BackplaneUnavailable
+from .connections import Connection
+from .limits import SizeLimit, TokenBucket
+from .readahead import ReadAhead
+from .watchdog import WalkerWatchdog
 
 if TYPE_CHECKING:
-    from ..app import JaccApp
+    from ..auth import TokenService
+    from ..config import WebSocketConfig
+    from ..protocol import WalkerBinding
+    from .connections import ConnectionRegistry
 
 logger = logging.getLogger("jacc.session")
 
-_NO_TOKEN = object()
 
-# How many frames the session reads ahead while a walker runs long (see `_read_ahead`).
-_READ_AHEAD_FRAMES = 64
+@dataclass(frozen=True, slots=True)
+class SessionContext:
+    """What a session may use of the server that runs it, and nothing more.
+
+    One per app, shared by all its sessions. `binding` looks a walker up by name
+    and is called for every frame, so that an open connection runs the code of
+    the latest dev reload (or learns that its walker is gone). `publish` sends a
+    broadcast frame on a walker's channel of the backplane.
+    """
+
+    limits: WebSocketConfig
+    tokens: TokenService
+    registry: ConnectionRegistry
+    binding: Callable[[str], WalkerBinding | None]
+    publish: Callable[[str, str], Awaitable[None]]
+    dev: bool
 
 
 class WebSocketSession:
-    """Serves one accepted socket of the walker `walker` of `app`."""
+    """Serves one accepted socket of the walker `walker`, given what it may use in `context`.
 
-    def __init__(self, app: JaccApp, walker: str, scope: dict, receive, send) -> None:
-        self._app = app
+    Owns the socket's reader task, the per-frame limits (size and rate) and the
+    order of checks in `_handle`; the rest belongs to the parts it wires.
+    """
+
+    def __init__(self, context: SessionContext, walker: str, scope: dict, receive, send) -> None:
+        self._context = context
         self._walker = walker
         self._scope = scope
         self._receive = receive
         self._send = send
-        self._public = app.bindings[walker].spec.public
-        self._dev = app.config.server.dev
-        limits = app.config.websocket
-        self._limits = limits
-        self._loop = asyncio.get_running_loop()
-        self._clock = self._loop.time
+        # As the upgrade found it: the rules this connection is admitted under.
+        self._public = context.binding(walker).spec.public
+        # Kept apart from the context: each is used for every frame.
+        self._binding = context.binding
+        self._publish = context.publish
+        self._dev = context.dev
+        limits = context.limits
+        loop = asyncio.get_running_loop()
+        self._clock = loop.time
         self._size = SizeLimit(limits.max_message_bytes)
         self._quick_size = limits.max_message_bytes // 4  # SizeLimit's fast path, inlined
         self._bucket = TokenBucket(limits.messages_per_second, now=self._clock())
-        self._walker_timeout = limits.walker_timeout_seconds
-        # A loop time (monotonic), so that the per-frame check needs no wall clock.
-        self._expires_at: float | None = None
-        self._expiry: asyncio.TimerHandle | None = None
-        self._auth_timer: asyncio.TimerHandle | None = None
-        # The walker watchdog: when the running walker started (0.0: none running).
-        self._running_since = 0.0
-        self._timed_out = False
-        self._watchdog: asyncio.TimerHandle | None = None
-        self._reader: asyncio.Task | None = None
-        # A walker still running after this long makes the session read ahead.
-        self._read_ahead_after = min(limits.heartbeat_seconds / 2, self._walker_timeout)
-        self._read_ahead_task: asyncio.Task | None = None
-        self._ahead: deque[dict] = deque()  # frames read ahead, served before new ones
+        self._read_ahead = ReadAhead(receive, limits.max_message_bytes)
+        self._watchdog = WalkerWatchdog(
+            loop,
+            walker=walker,
+            timeout=limits.walker_timeout_seconds,
+            heartbeat=limits.heartbeat_seconds,
+            read_ahead=self._read_ahead,
+        )
+        self._admission: Admission | None = None
         self.connection: Connection | None = None
 
     async def run(self) -> None:
-        app = self._app
-        limits = self._limits
         if (await self._receive())["type"] != "websocket.connect":
             return  # the client left during the handshake
         try:
             await self._send({"type": "websocket.accept"})
         except OSError:  # uvicorn's ClientDisconnected: gone before the 101 went out
             return
-        connection = Connection(
+        context = self._context
+        connection = self.connection = Connection(
             self._send,
             self._walker,
-            queue_frames=limits.send_queue_frames,
-            send_timeout=limits.send_timeout_seconds,
+            queue_frames=context.limits.send_queue_frames,
+            send_timeout=context.limits.send_timeout_seconds,
         )
-        self.connection = connection
+        admission = self._admission = Admission(
+            connection,
+            public=self._public,
+            tokens=context.tokens,
+            registry=context.registry,
+            limits=context.limits,
+            loop=asyncio.get_running_loop(),
+        )
         try:
-            if app.registry.count(self._walker) >= limits.max_connections_per_walker:
-                # Accepted all the same, so that a browser client can read why.
-                self._refuse(_capacity("max_connections_per_walker",
-                                       limits.max_connections_per_walker,
-                                       f"walker `{self._walker}`"))
-                await self._serve(connection)
-                return
-            app.registry.add(connection)
-            self._authenticate_from_query()
-            if not connection.admitted and not connection.closing:
-                self._auth_timer = self._loop.call_later(
-                    limits.auth_timeout_seconds, self._auth_timed_out)
+            admission.open(self._scope.get("query_string", b""))
             await self._serve(connection)
         finally:
-            self._cancel_timers()
-            app.registry.discard(connection)
+            admission.close()
+            self._watchdog.cancel()
             connection.dispose()
-
-    def _refuse(self, error: ProtocolError) -> None:
-        """Answer with `error`'s frame and close with its code, outside the reader."""
-        self.connection.enqueue(error.frame())
-        self.connection.close(error.close_code, error.reason or "")
-
-    def _cancel_timers(self) -> None:
-        self._cancel_expiry()
-        for timer in (self._auth_timer, self._watchdog):
-            if timer is not None:
-                timer.cancel()
-        self._auth_timer = self._watchdog = None
 
     async def _serve(self, connection: Connection) -> None:
         sender = connection.start()
-        reader = self._reader = self._loop.create_task(self._read())
+        reader = self._watchdog.reader = asyncio.get_running_loop().create_task(self._read())
         try:
             await asyncio.wait((reader, sender), return_when=asyncio.FIRST_COMPLETED)
             if reader.done() and connection.closing and not connection.disconnected:
@@ -158,89 +160,18 @@ class WebSocketSession:
                 await asyncio.wait((sender,))
         finally:
             tasks = [reader, sender]
-            if self._read_ahead_task is not None:
-                tasks.append(self._read_ahead_task)
+            if self._read_ahead.task is not None:
+                tasks.append(self._read_ahead.task)
             for task in tasks:
                 task.cancel()
             await asyncio.wait(tasks)
-
-    # --- authentication ------------------------------------------------------------
-
-    def _authenticate_from_query(self) -> None:
-        token = QueryParams(self._scope.get("query_string", b"")).get("token")
-        connection = self.connection
-        if token is not None:
-            try:
-                identity = self._app.tokens.verify(token)
-            except AuthError as error:
-                if not self._public:
-                    self._refuse(_unauthorized(error, close=True))
-                    return
-                # A public walker serves anonymous clients: a bad token just identifies nobody.
-            else:
-                try:
-                    self._identify(identity)
-                except ProtocolError as error:
-                    self._refuse(error)
-                    return
-        if self._public or connection.identity is not None:
-            self._app.registry.admit(connection)
-
-    def _authenticate(self, token: object) -> None:
-        """The first frame of a private connection that came without `?token=`."""
-        try:
-            identity = self._app.tokens.verify(None if token is _NO_TOKEN else token)
-        except AuthError as error:
-            raise _unauthorized(error, close=True) from None
-        self._identify(identity)
-        self._app.registry.admit(self.connection)
-        if self._auth_timer is not None:
-            self._auth_timer.cancel()
-            self._auth_timer = None
-
-    def _identify(self, identity: Identity) -> None:
-        """Take `identity` as the connection's user; CAPACITY if that user has too many."""
-        limit = self._limits.max_connections_per_user
-        if not self._app.registry.claim_user(self.connection, identity.user_id, limit):
-            raise _capacity("max_connections_per_user", limit, "this user")
-        self.connection.identity = identity
-        self._cancel_expiry()
-        if identity.expires_at is None:
-            self._expires_at = None
-        else:
-            delay = max(0.0, identity.expires_at - time.time())
-            self._expires_at = self._clock() + delay
-            self._expiry = self._loop.call_later(delay, self._expired)
-
-    def _auth_timed_out(self) -> None:
-        self._auth_timer = None
-        connection = self.connection
-        if not connection.admitted and not connection.closing:
-            seconds = self._limits.auth_timeout_seconds
-            self._refuse(ProtocolError(
-                UNAUTHORIZED,
-                f"no token within auth_timeout_seconds ({seconds:g} s)",
-                reason="missing",
-                close_code=CLOSE_UNAUTHORIZED,
-            ))
-
-    def _expired(self) -> None:
-        self._expiry = None
-        connection = self.connection
-        connection.enqueue(error_frame(UNAUTHORIZED, "token expired", reason="expired"))
-        connection.close(CLOSE_UNAUTHORIZED, "expired")
-
-    def _cancel_expiry(self) -> None:
-        if self._expiry is not None:
-            self._expiry.cancel()
-            self._expiry = None
 
     # --- frames --------------------------------------------------------------------
 
     async def _read(self) -> None:
         receive = self._receive
         connection = self.connection
-        ahead = self._ahead
+        ahead = self._read_ahead.frames
         try:
             while not connection.closing:
                 message = ahead.popleft() if ahead else await receive()
@@ -268,7 +199,7 @@ class WebSocketSession:
             # Closed while this frame was on its way (a dev reload changed the walker's
             # rules): running it under the new binding could skip an authentication.
             return
-        binding = self._app.bindings.get(self._walker)
+        binding = self._binding(self._walker)
         if binding is None:
             # The walker went away under a dev reload.
             self.connection.close(CLOSE_SERVICE_RESTART, "walker removed")
@@ -284,23 +215,15 @@ class WebSocketSession:
             await self._control(kind, token)
             return
         binding.check(payload)
-        self._running_since = now
-        if self._watchdog is None:
-            self._watchdog = self._loop.call_at(now + self._read_ahead_after, self._watch_walker)
+        watchdog = self._watchdog
+        watchdog.begin(now)
         try:
             reports = await run_walker(binding, payload, self._dev)
         finally:
-            self._running_since = 0.0
-            if self._read_ahead_task is not None:
-                self._read_ahead_task.cancel()  # nothing is lost: frames it read are in _ahead
-                self._read_ahead_task = None
-            if self._timed_out:
-                # Whatever the walker did once cancelled (let the CancelledError out,
-                # caught it and returned, raised something else), it ran too long.
-                raise self._walker_timed_out(binding.name)
+            watchdog.end()  # raises EXECUTION_TIMEOUT for a walker it cancelled
         frame = success_frame(reports)
         if binding.spec.broadcast:
-            await self._publish(frame)
+            await self._broadcast(frame)
         else:
             await self.connection.reply(frame)
 
@@ -324,98 +247,26 @@ class WebSocketSession:
             reason="messages_per_second",
         )
 
-    # --- the walker timeout --------------------------------------------------------
-
-    def _watch_walker(self) -> None:
-        """The watchdog timer: read ahead for a walker that runs long, cancel one past its deadline.
-
-        Armed when a walker starts and none is armed; when it fires for a walker
-        that has since finished it re-arms for the running one, if any, so it
-        runs at most twice per `walker_timeout_seconds` (or once a half beat)
-        per connection, and not at all on an idle one.
-        """
-        self._watchdog = None
-        started = self._running_since
-        if not started:
-            return
-        now = self._clock()
-        deadline = started + self._walker_timeout
-        if now < deadline:
-            read_ahead_at = started + self._read_ahead_after
-            if now < read_ahead_at:
-                self._watchdog = self._loop.call_at(read_ahead_at, self._watch_walker)
-                return
-            if self._read_ahead_task is None:
-                self._read_ahead_task = self._loop.create_task(self._read_ahead())
-            self._watchdog = self._loop.call_at(deadline, self._watch_walker)
-            return
-        self._running_since = 0.0
-        self._timed_out = True
-        # The reader is the task awaiting the walker: the CancelledError lands at the
-        # walker's current `await`. A walker that never awaits cannot be interrupted.
-        self._reader.cancel()
-
-    async def _read_ahead(self) -> None:
-        """Go on reading the socket while a walker runs long.
-
-        uvicorn stops reading a socket while a frame it received waits for the
-        app, so with a frame pipelined behind a long walker run the peer's pongs
-        would sit unread and the keepalive would drop a live client (1011). Frames
-        read here wait in `_ahead`, in order, for the reader. A client that sends
-        more than _READ_AHEAD_FRAMES, or four times `max_message_bytes`,
-        meanwhile is left to TCP backpressure again.
-        """
-        ahead = self._ahead
-        receive = self._receive
-        budget = 4 * self._limits.max_message_bytes
-        while len(ahead) < _READ_AHEAD_FRAMES and budget > 0:
-            message = await receive()
-            ahead.append(message)
-            if message["type"] != "websocket.receive":
-                return
-            budget -= len(message.get("text") or message.get("bytes") or b"")
-
-    def _walker_timed_out(self, name: str) -> ProtocolError:
-        self._timed_out = False
-        if self._reader.uncancel():
-            # Cancelled for another reason too (the session is ending): let that win.
-            raise asyncio.CancelledError
-        seconds = self._walker_timeout
-        logger.warning("walker %s ran past walker_timeout_seconds (%g s) and was cancelled",
-                       name, seconds)
-        return ProtocolError(
-            EXECUTION_TIMEOUT,
-            f"walker `{name}` ran past walker_timeout_seconds ({seconds:g} s) and was cancelled",
-            reason="walker_timeout_seconds",
-        )
-
-    # --- parsing and authentication of a frame -------------------------------------
-
     def _admit(self, data: str | bytes, now: float) -> tuple[dict, object]:
         """Parse a frame and take its `token` out; authenticate or check expiry."""
         connection = self.connection
+        admission = self._admission
         try:
             payload = decode_object(data)
         except ProtocolError as error:
             if connection.admitted:
                 raise
-            # An unauthenticated connection gets one chance, and this frame was it.
-            raise ProtocolError(
-                UNAUTHORIZED,
-                f"the first frame must be a JSON object with a token: {error.message}",
-                reason="missing",
-                close_code=CLOSE_UNAUTHORIZED,
-            ) from None
-        token = payload.pop("token", _NO_TOKEN)
+            raise admission.unreadable_first_frame(error) from None
+        token = payload.pop("token", NO_TOKEN)
         if not connection.admitted:
-            self._authenticate(token)
-        elif self._expires_at is not None and now >= self._expires_at:
-            raise _unauthorized(AuthError("expired"), close=True)
+            admission.authenticate(token)
+        elif now >= admission.expires_at:  # inline: one comparison per frame, no call
+            raise admission.expired()
         return payload, token
 
-    async def _publish(self, frame: str) -> None:
+    async def _broadcast(self, frame: str) -> None:
         try:
-            await self._app.backplane.publish(self._walker, frame)
+            await self._publish(self._walker, frame)
         except BackplaneUnavailable as error:
             raise ProtocolError(SERVICE_UNAVAILABLE, f"broadcast unavailable: {error}") from None
 
@@ -423,41 +274,6 @@ class WebSocketSession:
         if kind == PING:
             await self.connection.reply(pong_frame())
         elif kind == REFRESH:
-            self._refresh(token)
+            self._admission.refresh(token)
             await self.connection.reply(REFRESHED_FRAME)
         # A client's `pong` is absorbed.
-
-    def _refresh(self, token: object) -> None:
-        try:
-            identity = self._app.tokens.verify(None if token is _NO_TOKEN else token)
-        except AuthError as error:
-            # The connection keeps the token it has; only that one's expiry can end it.
-            raise _unauthorized(error) from None
-        current = self.connection.identity
-        if current is not None and current.user_id != identity.user_id:
-            raise ProtocolError(
-                UNAUTHORIZED,
-                "the new token belongs to another user",
-                reason="invalid",
-                close_code=CLOSE_UNAUTHORIZED,
-            )
-        self._identify(identity)
-
-
-def _capacity(key: str, limit: int, whom: str) -> ProtocolError:
-    return ProtocolError(
-        CAPACITY,
-        f"{whom} has reached {key} ({limit} open connections)",
-        reason=key,
-        close_code=CLOSE_CAPACITY,
-    )
-
-
-def _unauthorized(error: AuthError, close: bool = False) -> ProtocolError:
-    return ProtocolError(
-        UNAUTHORIZED,
-        error.message,
-        reason=error.reason,
-        close_code=CLOSE_UNAUTHORIZED if close else None,
-    )
-

@@ -1,0 +1,54 @@
+"""Reading a socket ahead of its session while a walker runs long (docs/protocol.md, Heartbeat).
+
+uvicorn stops reading a socket while a frame it received waits for the app, so
+with a frame pipelined behind a long walker run the peer's pongs would sit
+unread and the keepalive would drop a live client (1011). Reading ahead keeps
+the socket drained: the frames read wait, in order, for the session's reader.
+A client that sends more than `MAX_FRAMES`, or four times `max_message_bytes`,
+during one walker run is left to TCP backpressure again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+# At most this many frames are read ahead during one walker run.
+MAX_FRAMES = 64
+
+
+class ReadAhead:
+    """The frames read ahead of one session's reader, and the task that reads them.
+
+    `frames` holds ASGI messages in arrival order; the reader takes from it
+    before it receives anew. `task` is the reading task while there is one.
+    """
+
+    def __init__(self, receive: Callable[[], Awaitable[dict]], max_message_bytes: int) -> None:
+        self.frames: deque[dict] = deque()
+        self.task: asyncio.Task | None = None
+        self._receive = receive
+        self._budget = 4 * max_message_bytes
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Read ahead until `stop`, unless already doing so."""
+        if self.task is None:
+            self.task = loop.create_task(self._read())
+
+    def stop(self) -> None:
+        """Stop reading. Nothing is lost: what was read is in `frames`."""
+        if self.task is not None:
+            self.task.cancel()
+            self.task = None
+
+    async def _read(self) -> None:
+        frames = self.frames
+        receive = self._receive
+        budget = self._budget
+        while len(frames) < MAX_FRAMES and budget > 0:
+            message = await receive()
+            frames.append(message)
+            if message["type"] != "websocket.receive":
+                return
+            budget -= len(message.get("text") or message.get("bytes") or b"")
