@@ -142,7 +142,7 @@ def _asyncapi(args: argparse.Namespace) -> int:
     import json
     import os
 
-    from jacc_runtime.server.asyncapi import asyncapi_document
+    from jacc_runtime.server import asyncapi_document
 
     document = asyncapi_document(load_walkers(args.app), title=args.app.stem,
                                  version=__version__, host=args.server)
