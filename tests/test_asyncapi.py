@@ -17,7 +17,7 @@ from jacc_runtime.server.asyncapi import (
     asyncapi_document,
     request_schema,
 )
-from jacc_runtime.server.openapi import schema_of
+from jacc_runtime.server.fieldtypes import declared_type
 from jacc_runtime.walker import WalkerSpec
 
 from jacc import __version__
@@ -79,7 +79,7 @@ def test_field_schemas_are_the_type_models_own() -> None:
         for item in cls.__jacc_spec__.fields:
             shown = {k: v for k, v in schema["properties"][item.name].items()
                      if k not in ("x-jacc-type", "default")}
-            assert shown == schema_of(item.type), item
+            assert shown == declared_type(item.type).json_schema(), item
 
 
 def test_defaults_are_fresh_json_and_skipped_when_json_cannot_hold_them() -> None:

@@ -26,16 +26,7 @@ from websockets.sync.client import connect
 
 pytestmark = pytest.mark.slow  # property runs, left out of `make test-fast`
 
-WALKERS = [
-    "Scalars",
-    "Containers",
-    "Unions",
-    # The one disagreement today: types.py reads `typing.List[int]`, openapi.schema_of does
-    # not (it writes `{}`). The single type model of fieldtypes.py ends it; strict, so this
-    # mark must go when it does.
-    pytest.param("Spellings", marks=pytest.mark.xfail(
-        strict=True, reason="openapi.schema_of does not read typing.X spellings")),
-]
+WALKERS = ["Scalars", "Containers", "Unions", "Spellings"]
 
 _floats = st.floats(allow_nan=False, allow_infinity=False).filter(lambda x: not x.is_integer())
 _scalars = st.one_of(st.none(), st.booleans(), st.integers(), _floats, st.text(max_size=8))
