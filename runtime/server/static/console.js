@@ -26,7 +26,8 @@ async function start() {
     logEvent(null, String(error));
     return;
   }
-  $("app-title").textContent = state.doc.info.title;
+  $("app-title").textContent = `· ${state.doc.info.title}`;
+  document.title = `${state.doc.info.title} · jacc console`;
   renderWalkerList();
   const names = Object.keys(state.doc.channels);
   const wanted = decodeURIComponent(location.hash.slice(1));
