@@ -55,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--user", required=True)
     token.add_argument("--ttl", type=int, default=None, metavar="SECONDS")
     token.add_argument("--app", type=Path, default=None, metavar="APP.jac")
+
+    asyncapi = commands.add_parser("asyncapi", help="print the AsyncAPI document of APP.jac")
+    asyncapi.add_argument("app", type=Path, metavar="APP.jac")
+    asyncapi.add_argument("--server", default=None, metavar="HOST:PORT",
+                          help="add a server entry (default: none)")
     return parser
 
 
@@ -133,9 +138,25 @@ def _token(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _asyncapi(args: argparse.Namespace) -> int:
+    import json
+    import os
+
+    from jacc_runtime.server import asyncapi_document
+
+    document = asyncapi_document(load_walkers(args.app), title=args.app.stem,
+                                 version=__version__, host=args.server)
+    try:
+        print(json.dumps(document, indent=2, ensure_ascii=False), flush=True)
+    except BrokenPipeError:  # `jacc asyncapi app.jac | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_OK
+
+
 def _print_warnings(source: Source, warnings: list[Diagnostic]) -> None:
     for warning in warnings:
         print(warning.render(source), file=sys.stderr)
 
 
-COMMANDS = {"build": _build, "check": _check, "serve": _serve, "token": _token}
+COMMANDS = {"build": _build, "check": _check, "serve": _serve, "token": _token,
+            "asyncapi": _asyncapi}

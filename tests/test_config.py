@@ -267,7 +267,25 @@ def test_unknown_section(tmp_path: Path) -> None:
 
 def test_server_section_is_not_read_from_the_file(tmp_path: Path) -> None:
     error = _error(_app(tmp_path, "[server]\nport = 80\n"))
-    assert error.key == "server" and "--port" in str(error)
+    assert error.key == "server.port" and "--port" in str(error)
+    assert error.source.endswith("jacc.toml:2")
+
+
+def test_console_is_read_from_the_file(tmp_path: Path) -> None:
+    # Whether the app shows a console is the app's decision, unlike host, port and dev.
+    config = load_config(_app(tmp_path, "[server]\nconsole = false\n"), environ={})
+    assert config.server.console is False
+    assert load_config(_app(tmp_path, ""), environ={}).server.console is True
+
+
+def test_console_from_the_environment_overrides_the_file(tmp_path: Path) -> None:
+    app = _app(tmp_path, "[server]\nconsole = false\n")
+    assert load_config(app, environ={"JACC_SERVER_CONSOLE": "1"}).server.console is True
+
+
+def test_console_must_be_a_boolean(tmp_path: Path) -> None:
+    error = _error(_app(tmp_path, "[server]\nconsole = 1\n"))
+    assert error.key == "server.console" and "true or false" in str(error)
 
 
 def test_key_outside_any_section(tmp_path: Path) -> None:

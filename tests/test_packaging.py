@@ -73,6 +73,31 @@ def test_wheel_ships_the_runtime_under_its_import_name(wheel: Path) -> None:
         assert set(archive.read(top_level).decode().split()) == {"jacc", "jacc_runtime"}
 
 
+def test_wheel_ships_the_console_and_jacc_js(wheel: Path) -> None:
+    names = _names(wheel)
+    static = REPO / "runtime" / "server" / "static"
+    for path in static.iterdir():
+        assert f"jacc_runtime/server/static/{path.name}" in names
+    assert "jacc_runtime/server/static/jacc.js" in names
+
+
+def test_installed_wheel_serves_the_console(wheel: Path, tmp_path: Path) -> None:
+    # Read as package data, the way browser.py does, from the unpacked wheel only.
+    site = _installed(wheel, tmp_path)
+    code = (
+        "import importlib.resources, jacc_runtime.server as s; "
+        "print(s.__file__); "
+        "static = importlib.resources.files('jacc_runtime.server') / 'static'; "
+        "print(len((static / 'console.html').read_bytes()), len((static / 'jacc.js').read_bytes()))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(site)})
+    assert result.returncode == 0, result.stderr
+    where, sizes = result.stdout.splitlines()
+    assert Path(where).is_relative_to(site)
+    assert all(int(size) > 0 for size in sizes.split())
+
+
 def test_wheel_declares_the_console_script(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         entry_points = next(n for n in archive.namelist() if n.endswith("entry_points.txt"))

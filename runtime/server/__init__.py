@@ -10,8 +10,9 @@ the walkers (docs/architecture.md).
 
 from __future__ import annotations
 
+from .asyncapi import asyncapi_document
 from .main import ServeOptions, issue_token, serve
 from .program import BuildFailed, Loader, ServeError, walkers_in
 
-__all__ = ["BuildFailed", "Loader", "ServeError", "ServeOptions", "issue_token", "serve",
-           "walkers_in"]
+__all__ = ["BuildFailed", "Loader", "ServeError", "ServeOptions", "asyncapi_document",
+           "issue_token", "serve", "walkers_in"]

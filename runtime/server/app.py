@@ -15,6 +15,7 @@ Routes:
     GET  /openapi.json                   the HTTP routes only
     POST /user/register | login | refresh-token
     GET  /healthz                        liveness, with connection counts
+    GET  /asyncapi.json, /__jacc/...     the browser's routes (browser.py)
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from .accounts import AccountError, AccountStore
+from .browser import browser_routes
 from .auth import AuthError, Identity, TokenService
 from .ws.backplane import Backplane, MemoryBackplane
 from .config import AuthConfig, Config, ServerConfig, WebSocketConfig
@@ -188,7 +190,18 @@ class JaccApp:
         for method, path, binding in self.http_routes():
             if not path.startswith("/walker/"):
                 routes.append(Route(path, _CustomRoute(self, binding.name), methods=[method]))
+        routes += self._browser_routes()
         return routes
+
+    def _browser_routes(self) -> list[BaseRoute]:
+        # /asyncapi.json, jacc.js, the console and the `/` redirect (browser.py, docs/client.md).
+        return browser_routes(
+            lambda: [binding.cls for binding in self.bindings.values()],
+            title=self.title,
+            version=self._version,
+            console=self.config.server.console,
+            root_taken=any(path == "/" for _, path, _ in self.http_routes()),
+        )
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:

@@ -54,11 +54,13 @@ class AuthConfig:
 
 @dataclass(frozen=True)
 class ServerConfig:
-    """Where and how to serve; from flags and `JACC_SERVER_*` only, never from the file."""
+    """Where and how to serve. Host, port and dev mode come from flags and `JACC_SERVER_*`
+    only; `console` may also be set in the file (see `_FILE_KEYS`)."""
 
     host: str = "127.0.0.1"
     port: int = 8000
     dev: bool = False
+    console: bool = True  # the browser console at /__jacc/console and the `/` redirect
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,9 @@ _SECTIONS: dict[str, type] = {
 # Host, port and dev mode belong to how one machine runs the app, not to the app,
 # so they are not read from the file that ships beside it.
 _FILE_SECTIONS = ("websocket", "auth")
+# The keys of [server] that do belong to the app: whether it shows a console is decided
+# with the app (a production deployment ships `console = false` beside it).
+_FILE_KEYS = {"server": frozenset({"console"})}
 _FLAGS = {"server.host": "--host", "server.port": "--port", "server.dev": "--dev",
           "auth.token_ttl_seconds": "--ttl"}
 _INT_RANGES = {"server.port": (1, 65535)}
@@ -182,6 +187,7 @@ def _file_layer(path: Path, explicit: bool) -> _Raw:
             if key not in _fields(section):
                 raise ConfigError(f"unknown key {section}.{key}{_suggest_key(section, key)}",
                                   f"{section}.{key}", where)
+            _check_file_key(section, key, where)
             raw[f"{section}.{key}"] = (value, where)
     return raw
 
@@ -212,9 +218,8 @@ def _syntax_error(path: Path, error: tomllib.TOMLDecodeError) -> ConfigError:
 
 
 def _check_section(section: str, table: object, where: str) -> None:
-    if section == "server":
-        raise ConfigError("[server] is not read from the config file; use --host, --port, "
-                          "--dev or JACC_SERVER_* variables", section, where)
+    if section in _FILE_KEYS and isinstance(table, dict):
+        return  # its keys are checked one by one (_check_file_key)
     if section not in _FILE_SECTIONS:
         if not isinstance(table, dict):
             qualified = [f"{s}.{k}" for s in _FILE_SECTIONS for k in _fields(s)]
@@ -225,6 +230,12 @@ def _check_section(section: str, table: object, where: str) -> None:
     if not isinstance(table, dict):
         raise ConfigError(f"{section} must be a table ([{section}]), got {_show(table)}",
                           section, where)
+
+
+def _check_file_key(section: str, key: str, where: str) -> None:
+    if section in _FILE_KEYS and key not in _FILE_KEYS[section]:
+        raise ConfigError(f"{section}.{key} is not read from the config file; use --host, "
+                          "--port, --dev or JACC_SERVER_* variables", f"{section}.{key}", where)
 
 
 def _env_layer(environ: Mapping[str, str]) -> _Raw:

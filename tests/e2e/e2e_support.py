@@ -40,9 +40,10 @@ def app_source(*names: str) -> str:
 class JaccServer:
     """One `jacc serve` process in `folder`, talking on 127.0.0.1:`port`."""
 
-    def __init__(self, folder: Path, env: dict[str, str], args: tuple[str, ...] = ()) -> None:
+    def __init__(self, folder: Path, env: dict[str, str], args: tuple[str, ...] = (),
+                 port: int | None = None) -> None:
         self.folder = folder
-        self.port = free_port()
+        self.port = port or free_port()
         self._stdout = open(folder / "stdout.txt", "wb")
         self._stderr = open(folder / "stderr.txt", "wb")
         self.process = subprocess.Popen(
@@ -117,10 +118,11 @@ def server_env(secret: str | None = SECRET, **extra: str) -> dict[str, str]:
 
 
 def start_server(folder: Path, source: str, *, env: dict[str, str] | None = None,
-                 args: tuple[str, ...] = ()) -> JaccServer:
+                 args: tuple[str, ...] = (), port: int | None = None) -> JaccServer:
+    """Serve `source` from `folder`; `port` reuses a port, to restart a server in place."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "app.jac").write_text(source, encoding="utf-8")
-    server = JaccServer(folder, env if env is not None else server_env(), args)
+    server = JaccServer(folder, env if env is not None else server_env(), args, port)
     try:
         server.wait_ready()
     except BaseException:

@@ -1,0 +1,423 @@
+"""The AsyncAPI 3.0 document of an app's WebSocket walkers (docs/protocol.md, "AsyncAPI").
+
+    document = asyncapi_document(walkers, title="chat", version="0.1.0", host="127.0.0.1:8000")
+
+Served at `GET /asyncapi.json` and printed by `jacc asyncapi app.jac`. It is
+written from the server's side, as AsyncAPI 3 describes the application itself:
+the server *receives* a walker's request frames and replies, and *sends*
+what it pushes unasked (broadcasts, and the errors that come before a close).
+
+One channel per walker, at its canonical route `/ws/walker/{Name}` (`/ws/{Name}`
+is listed in `x-jacc-aliases`). The request's payload schema comes from the
+declared-type model that checks incoming frames (`_field_schema`), so the document
+accepts exactly what the server does (tests/e2e/test_asyncapi_live.py). The
+codes of the error frame come from the codes table of protocol.py.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from ..walker import Field, Walker, WalkerSpec
+from .fieldtypes import declared_type
+from .protocol import (
+    CLOSE_ABNORMAL,
+    CLOSE_BACKPLANE_DOWN,
+    CLOSE_CAPACITY,
+    CLOSE_GOING_AWAY,
+    CLOSE_INTERNAL_ERROR,
+    CLOSE_NORMAL,
+    CLOSE_SERVICE_RESTART,
+    CLOSE_TOO_LARGE,
+    CLOSE_TOO_SLOW,
+    CLOSE_UNAUTHORIZED,
+    HTTP_STATUS,
+    METHOD_NOT_ALLOWED,
+    NOT_FOUND,
+    ORIGIN_NOT_ALLOWED,
+)
+
+__all__ = ["ASYNCAPI_VERSION", "CLOSE_MEANINGS", "ERROR_CODES", "asyncapi_document"]
+
+ASYNCAPI_VERSION = "3.0.0"
+
+# Codes an error *frame* can carry: the codes table of protocol.py, less the codes
+# that only an HTTP answer (or a refused upgrade) has.
+_HTTP_ONLY = frozenset({NOT_FOUND, METHOD_NOT_ALLOWED, ORIGIN_NOT_ALLOWED})
+ERROR_CODES: tuple[str, ...] = tuple(code for code in HTTP_STATUS if code not in _HTTP_ONLY)
+
+# uvicorn's own close for a frame refused from its header (docs/protocol.md, "Close codes").
+_CLOSE_FRAME_TOO_BIG = 1009
+
+# What each close code means, for people (the console shows it). tests/test_asyncapi.py
+# checks that every CLOSE_* constant of protocol.py has its line here.
+CLOSE_MEANINGS: dict[int, str] = {
+    CLOSE_NORMAL: "closed normally",
+    CLOSE_GOING_AWAY: "the server is shutting down",
+    CLOSE_ABNORMAL: "the connection dropped without a close frame (server gone or network down)",
+    _CLOSE_FRAME_TOO_BIG: "a frame far over max_message_bytes, refused from its header",
+    CLOSE_INTERNAL_ERROR: "an internal error in the server, or no answer to its pings",
+    CLOSE_SERVICE_RESTART: "the walker was removed or changed by a dev reload: reconnect",
+    CLOSE_UNAUTHORIZED: "unauthorized: the token is missing, invalid or expired",
+    CLOSE_CAPACITY: "a connection cap was reached (max_connections_per_walker or _per_user)",
+    CLOSE_TOO_SLOW: "this client read too slowly (outbound queue full or a send timed out)",
+    CLOSE_TOO_LARGE: "a frame over max_message_bytes",
+    CLOSE_BACKPLANE_DOWN: "the broadcast backplane is unavailable",
+}
+
+_SECURITY = {"$ref": "#/components/securitySchemes/token"}
+
+
+def asyncapi_document(
+    walkers: Iterable[type[Walker]], *, title: str, version: str,
+    host: str | None = None, secure: bool = False,
+) -> dict:
+    """The AsyncAPI 3.0 document of the WebSocket walkers among `walkers`.
+
+    `host` ("127.0.0.1:8000") adds a server entry; `secure` makes its protocol `wss`.
+    """
+    channels: dict[str, dict] = {}
+    operations: dict[str, dict] = {}
+    for cls in walkers:
+        spec = cls.__jacc_spec__
+        if not spec.is_websocket:
+            continue
+        channels[spec.name] = _channel(cls, spec)
+        operations.update(_operations(spec))
+    # The WebSocket functions of SPEC §13 (`/ws/function/{name}`) join here as channels
+    # of their own once the server serves them.
+    document: dict[str, Any] = {
+        "asyncapi": ASYNCAPI_VERSION,
+        "info": {
+            "title": title,
+            "version": version,
+            "description": _INFO_DESCRIPTION,
+        },
+        "defaultContentType": "application/json",
+    }
+    if host:
+        document["servers"] = {
+            "jacc": {"host": host, "protocol": "wss" if secure else "ws",
+                     "description": "jacc serve"},
+        }
+    document.update({
+        "channels": channels,
+        "operations": operations,
+        "components": _components(),
+        "x-jacc-close-codes": {str(code): text for code, text in sorted(CLOSE_MEANINGS.items())},
+    })
+    return document
+
+
+_INFO_DESCRIPTION = (
+    "The WebSocket walkers of a jacc app. Each text frame a client sends is one JSON object "
+    "whose keys are the walker's fields; it runs one walker instance. Frames on one "
+    "connection are answered in order. Written from the server's side: `receive` "
+    "operations are what a client sends (with their replies), `send` operations what the "
+    "server pushes. The wire protocol: docs/protocol.md."
+)
+
+
+# --- channels ----------------------------------------------------------------------
+
+
+def _channel(cls: type[Walker], spec: WalkerSpec) -> dict:
+    name = spec.name
+    messages: dict[str, dict] = {
+        "request": _request_message(spec),
+        "reply": _ref("messages/reply"),
+        "error": _ref("messages/error"),
+    }
+    if _streams(spec):
+        messages.update({"chunk": _ref("messages/chunk"), "done": _ref("messages/done")})
+    if _has_controls(spec):
+        messages.update({key: _ref(f"messages/{key}") for key in _CONTROL_MESSAGES})
+    aliases = [f"/ws/{name}"]
+    channel: dict[str, Any] = {
+        "address": f"/ws/walker/{name}",
+        "title": name,
+        "summary": f"WebSocket walker {name}; also served at {aliases[0]}.",
+    }
+    description = _doc(cls)
+    if description:
+        channel["description"] = description
+    return {
+        **channel,
+        "messages": messages,
+        "bindings": {"ws": _WS_BINDING},
+        "x-jacc-aliases": aliases,
+        "x-jacc-public": spec.public,
+        "x-jacc-broadcast": spec.broadcast,
+    }
+
+
+def _streams(spec: WalkerSpec) -> bool:
+    # The streaming walkers of SPEC §13 (`@restspec(stream=True)`) get chunk and done
+    # frames: the messages are defined below and appear once WalkerSpec has `stream`.
+    return bool(getattr(spec, "stream", False))
+
+
+def _has_controls(spec: WalkerSpec) -> bool:
+    # A walker with a field named `type` owns that key: no control frames there
+    # (protocol.WalkerBinding.controls, docs/protocol.md "Control frames").
+    return "type" not in spec.field_names
+
+
+def _doc(cls: type) -> str:
+    # `cls.__doc__`, not `inspect.getdoc`: a walker without a docstring says nothing,
+    # rather than repeating its base class's.
+    text = cls.__dict__.get("__doc__")
+    return inspect.cleandoc(text) if isinstance(text, str) else ""
+
+
+_WS_BINDING = {
+    "method": "GET",
+    "query": {
+        "type": "object",
+        "properties": {
+            "token": {"type": "string", "description": "A JWT (the `token` security scheme)."},
+        },
+    },
+    "bindingVersion": "0.1.0",
+}
+
+
+# --- the request -------------------------------------------------------------------
+
+
+def _request_message(spec: WalkerSpec) -> dict:
+    return {
+        "name": f"{spec.name}Request",
+        "title": f"Run {spec.name}",
+        "summary": "The walker's fields, as one JSON object; each frame runs one walker.",
+        "payload": request_schema(spec),
+    }
+
+
+def request_schema(spec: WalkerSpec) -> dict:
+    """The JSON Schema of a request frame of `spec`: its fields, and the auth key `token`."""
+    properties: dict[str, dict] = {"token": _TOKEN_PROPERTY}
+    for field in spec.fields:
+        properties[field.name] = _property(field)
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": properties,
+        # Unknown keys are INVALID_PAYLOAD (docs/protocol.md, "Input checks").
+        "additionalProperties": False,
+    }
+    required = [field.name for field in spec.fields if field.required]
+    if required:
+        schema["required"] = required
+    return schema
+
+
+def _field_schema(type_text: str) -> dict:
+    # The one place the type model is asked for a schema: the same model that checks
+    # incoming frames and writes /openapi.json (fieldtypes.py).
+    return declared_type(type_text).json_schema()
+
+
+def _property(field: Field) -> dict:
+    schema = {**_field_schema(field.type), "x-jacc-type": field.type}
+    default = _default(field)
+    if default is not _NO_DEFAULT:
+        schema["default"] = default
+    return schema
+
+
+_NO_DEFAULT = object()
+
+
+def _default(field: Field) -> object:
+    """The field's default as JSON, or _NO_DEFAULT when it has none that JSON can show."""
+    if field.default_factory is None:
+        return _NO_DEFAULT
+    try:
+        value = field.default_factory()  # a fresh value each call, as for each walker
+        json.dumps(value, allow_nan=False)
+    except Exception:  # noqa: BLE001 - the user's default expression; the document goes on
+        return _NO_DEFAULT
+    return value
+
+
+# Taken out of every frame before the walker sees its fields (docs/protocol.md, "Frames").
+_TOKEN_PROPERTY = {
+    "description": "A JWT; needed in the first frame of a private walker when the URL has "
+                   "no `?token=`. Taken out before the walker sees the fields, and ignored "
+                   "after the first frame.",
+}
+
+
+# --- operations --------------------------------------------------------------------
+
+
+def _operations(spec: WalkerSpec) -> dict:
+    name = spec.name
+    channel = _ref_channel(name)
+    sends = [_channel_message(name, "request")]
+    direct = ["error"] if spec.broadcast else ["reply", "error"]
+    if _streams(spec):
+        direct += ["chunk", "done"]
+    if _has_controls(spec):
+        sends += [_channel_message(name, "ping"), _channel_message(name, "refresh")]
+        direct += ["pong", "refreshed"]
+    receive: dict[str, Any] = {
+        "action": "receive",
+        "channel": channel,
+        "title": f"Run {name}",
+        "summary": (f"Run {name}: its success is broadcast to every connection (the `send` "
+                    "operation), errors go to the sender only." if spec.broadcast
+                    else f"Run {name} and reply with its reports, or an error."),
+        "messages": sends,
+        "reply": {"channel": channel,
+                  "messages": [_channel_message(name, key) for key in direct]},
+    }
+    pushed = ["reply", "error"] if spec.broadcast else ["error"]
+    send: dict[str, Any] = {
+        "action": "send",
+        "channel": channel,
+        "title": f"{name} pushes",
+        "summary": (f"Every success of {name}, sent to every open connection, the sender's "
+                    "own included; and the errors that precede a close." if spec.broadcast
+                    else "The errors the server sends unasked, before it closes: the auth "
+                         "timeout, an expired token, a connection cap."),
+        "messages": [_channel_message(name, key) for key in pushed],
+    }
+    if not spec.public:
+        receive["security"] = [_SECURITY]
+    extensions = {"x-jacc-public": spec.public, "x-jacc-broadcast": spec.broadcast}
+    return {f"{name}.receive": {**receive, **extensions}, f"{name}.send": {**send, **extensions}}
+
+
+def _ref(path: str) -> dict:
+    return {"$ref": f"#/components/{path}"}
+
+
+def _ref_channel(name: str) -> dict:
+    return {"$ref": f"#/channels/{_pointer(name)}"}
+
+
+def _channel_message(name: str, key: str) -> dict:
+    return {"$ref": f"#/channels/{_pointer(name)}/messages/{key}"}
+
+
+def _pointer(text: str) -> str:
+    # JSON Pointer escaping (RFC 6901); walker names are identifiers, but keep it right.
+    return text.replace("~", "~0").replace("/", "~1")
+
+
+# --- components --------------------------------------------------------------------
+
+_CONTROL_MESSAGES = ("ping", "pong", "refresh", "refreshed")
+
+
+def _components() -> dict:
+    return {
+        "messages": {
+            "reply": _message("Success", "The walker's reports: `{\"ok\":true,\"data\":"
+                              "{\"reports\":[...]}}`.", _REPLY),
+            "error": _message("Error", "An error frame; the connection stays open unless a "
+                              "close follows (see x-jacc-close-codes).", _error_schema()),
+            "chunk": _message("Chunk", "One item of a stream (SPEC §13).", _CHUNK),
+            "done": _message("Done", "The end of a stream; `ok` is false if it failed part "
+                             "way (`STREAM_ERROR`).", _DONE),
+            "ping": _message("Ping", "Asks for a pong.", _control("ping")),
+            "pong": _message("Pong", "`ts` is milliseconds since the epoch.", _PONG),
+            "refresh": _message("Refresh", "Replaces the connection's token before it expires.",
+                                _control("refresh", token=True)),
+            "refreshed": _message("Refreshed", "The new token is in force.", _REFRESHED),
+        },
+        "securitySchemes": {
+            "token": {
+                "type": "httpApiKey",
+                "name": "token",
+                "in": "query",
+                "description": (
+                    "A JWT (HS256) for walkers that are not public: `?token=T` on the URL, or "
+                    "`token` in the first frame (the frame's other keys run as the first "
+                    "request). A bad or missing token gets an UNAUTHORIZED frame and close "
+                    "4401. Get one from `POST /user/login` or `jacc token --user NAME`; "
+                    "renew it with a `refresh` frame."
+                ),
+            },
+        },
+    }
+
+
+def _message(title: str, summary: str, payload: dict) -> dict:
+    return {"name": title, "title": title, "summary": summary, "payload": payload}
+
+
+def _error_schema() -> dict:
+    return {
+        "type": "object",
+        "required": ["ok", "error"],
+        "properties": {
+            "ok": {"const": False},
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {
+                    "code": {"type": "string", "enum": list(ERROR_CODES)},
+                    "message": {"type": "string"},
+                    "reason": {"type": "string",
+                               "description": "the config key or auth failure behind it"},
+                    "line": {"type": "integer", "description": "dev mode: the .jac line"},
+                    "details": {"type": "array", "items": {"type": "object"},
+                                "description": "INVALID_PAYLOAD: one entry per field "
+                                               "(`field`, `expected`, `message`)"},
+                },
+            },
+        },
+    }
+
+
+_REPLY = {
+    "type": "object",
+    "required": ["ok", "data"],
+    "properties": {
+        "ok": {"const": True},
+        "data": {
+            "type": "object",
+            "required": ["reports"],
+            "properties": {"reports": {"type": "array"}},
+        },
+    },
+}
+
+_CHUNK = {
+    "type": "object",
+    "required": ["ok", "type", "data"],
+    "properties": {"ok": {"const": True}, "type": {"const": "chunk"}, "data": {}},
+}
+
+_DONE = {
+    "type": "object",
+    "required": ["ok", "type"],
+    "properties": {"ok": {"type": "boolean"}, "type": {"const": "done"},
+                   "error": {"type": "object"}},
+}
+
+_PONG = {
+    "type": "object",
+    "required": ["type", "ts"],
+    "properties": {"type": {"const": "pong"}, "ts": {"type": "integer"}},
+}
+
+_REFRESHED = {
+    "type": "object",
+    "required": ["type", "ok"],
+    "properties": {"type": {"const": "refreshed"}, "ok": {"const": True}},
+}
+
+
+def _control(kind: str, token: bool = False) -> dict:
+    properties: dict[str, dict] = {"type": {"const": kind}}
+    required = ["type"]
+    if token:
+        properties["token"] = {"type": "string"}
+        required.append("token")
+    return {"type": "object", "required": required, "properties": properties}
