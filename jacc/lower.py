@@ -346,10 +346,10 @@ class Lower(Transformer):
         return n.TupleExpr(_span(*items), tuple(items))
 
     def slice(self, items: list) -> n.Slice:
-        present = [i for i in items if i is not None]
-        span = _span(*present) if present else None
-        lower, upper, step = (list(items) + [None])[:3]
-        return n.Slice(span or Span(0, 0, 0, 0), lower, upper, step)
+        # Omitted parts are None; the colons are always there to take the span from.
+        lower, _, upper, *second = items
+        step = second[1] if second else None
+        return n.Slice(_span(*items), lower, upper, step)
 
     def attribute(self, items: list) -> n.Attribute:
         return n.Attribute(_span(*items), items[0], str(items[1]), Span.of_token(items[1]))
