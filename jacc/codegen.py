@@ -151,7 +151,8 @@ class CodeGen:
 
     def field(self, node: n.HasField) -> ast.stmt:
         if node.static:
-            value = self.expr(node.default) if node.default else ast.Constant(None)
+            value = self.expr(node.default) if node.default else _locate(ast.Constant(None),
+                                                                         node.span)
             return self._assign_name(node.name, value, node.span)
         args: list[ast.expr] = [_locate(ast.Constant(ast.unparse(self.expr(node.type))), node.span)]
         if node.default is not None:
@@ -203,8 +204,10 @@ class CodeGen:
         return _locate(ast.Constant(ast.unparse(self.expr(expr))), expr.span)
 
     def body(self, statements: tuple[n.Stmt, ...], span: Span) -> list[ast.stmt]:
-        body = [s for statement in statements for s in self.statement(statement)]
-        return body or [_locate(ast.Pass(), span)]
+        return self.statements(statements) or [_locate(ast.Pass(), span)]
+
+    def statements(self, statements: tuple[n.Stmt, ...]) -> list[ast.stmt]:
+        return [self.statement(statement) for statement in statements]
 
     def _assign_name(self, name: str, value: ast.expr, span: Span) -> ast.stmt:
         target = _locate(ast.Name(name, ast.Store()), span)
@@ -212,13 +215,11 @@ class CodeGen:
 
     # ------------------------------------------------------------ statements
 
-    def statement(self, node: n.Stmt) -> list[ast.stmt]:
+    def statement(self, node: n.Stmt) -> ast.stmt:
         method = getattr(self, "stmt_" + type(node).__name__, None)
         if method is None:
             raise TypeError(f"codegen: no rule for {type(node).__name__}")
-        result = method(node)
-        return [_locate(s, node.span) if getattr(s, "lineno", None) is None else s
-                for s in (result if isinstance(result, list) else [result])]
+        return method(node)
 
     def stmt_ExprStmt(self, node: n.ExprStmt) -> ast.stmt:
         return _locate(ast.Expr(self.expr(node.value)), node.span)
@@ -276,17 +277,17 @@ class CodeGen:
         return _locate(ast.Delete([self.target(t, ast.Del()) for t in node.targets]), node.span)
 
     def stmt_If(self, node: n.If) -> ast.stmt:
-        orelse = [s for st in node.orelse for s in self.statement(st)]
+        orelse = self.statements(node.orelse)
         statement = ast.If(self.expr(node.test), self.body(node.body, node.span), orelse)
         return _locate(statement, node.span)
 
     def stmt_While(self, node: n.While) -> ast.stmt:
-        orelse = [s for st in node.orelse for s in self.statement(st)]
+        orelse = self.statements(node.orelse)
         statement = ast.While(self.expr(node.test), self.body(node.body, node.span), orelse)
         return _locate(statement, node.span)
 
     def stmt_For(self, node: n.For) -> ast.stmt:
-        orelse = [s for st in node.orelse for s in self.statement(st)]
+        orelse = self.statements(node.orelse)
         statement = ast.For(self.target(node.target), self.expr(node.iter),
                             self.body(node.body, node.span), orelse, None)
         return _locate(statement, node.span)
@@ -297,8 +298,8 @@ class CodeGen:
                     h.span)
             for h in node.handlers
         ]
-        orelse = [s for st in node.orelse for s in self.statement(st)]
-        final = [s for st in node.finalbody for s in self.statement(st)]
+        orelse = self.statements(node.orelse)
+        final = self.statements(node.finalbody)
         if not handlers and not final:
             final = [_locate(ast.Pass(), node.span)]  # `try {}` alone: Python needs one
         statement = ast.Try(self.body(node.body, node.span), handlers, orelse, final)
