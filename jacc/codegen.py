@@ -353,6 +353,10 @@ class CodeGen:
         joined = ast.JoinedStr(values)
         return _format_call(joined, node.span) if _unwritable_fstring(joined) else joined
 
+    def expr_BadString(self, node: n.BadString) -> ast.expr:
+        # The checker reports every bad literal (E0002): a checked module holds none.
+        raise TypeError(f"codegen: a bad literal reached codegen: {node.message}")
+
     def expr_Attribute(self, node: n.Attribute) -> ast.expr:
         return ast.Attribute(self.expr(node.value), node.attr, ast.Load())
 
@@ -477,11 +481,14 @@ def module_source(tree: ast.Module, source_name: str) -> str:
     return text + footer
 
 
+_BLOCK_ITEMS = (ast.stmt, ast.excepthandler)
+
+
 def _line_table(tree: ast.Module, text: str) -> dict[int, int]:
     """Pair each statement of the unparsed text with the Jac line it came from.
 
-    Only statements are paired: `ast.unparse` writes each simple statement on one
-    line, and a traceback's line is always the start of one.
+    Only statements (and `except` clauses) are paired: `ast.unparse` writes each
+    simple statement on one line, and a traceback's line is always the start of one.
     """
     table: dict[int, int] = {}
     pending = [(tree.body, ast.parse(text).body)]
@@ -489,8 +496,8 @@ def _line_table(tree: ast.Module, text: str) -> dict[int, int]:
         originals, emitted = pending.pop()
         for original, copy in zip(originals, emitted):
             table[copy.lineno] = original.lineno
-            for name in ("body", "orelse", "finalbody", "handlers"):
-                inner = getattr(original, name, None)
-                if inner:
+            # Every field that holds statements, whatever the node calls it.
+            for name, inner in ast.iter_fields(original):
+                if inner and isinstance(inner, list) and isinstance(inner[0], _BLOCK_ITEMS):
                     pending.append((inner, getattr(copy, name)))
     return table

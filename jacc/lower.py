@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 import warnings
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Any, Callable, get_args
 
 from lark import Token, Transformer
 
@@ -25,6 +25,9 @@ class _Part:
     kind: str
     value: Any
     span: Span | None = None
+
+
+_MEMBERS = get_args(n.Member)
 
 
 def _span_of(item: Any) -> Span | None:
@@ -58,11 +61,6 @@ def _token(items: list, type_: str) -> Token | None:
 
 def _nodes(items: list, kind: type | tuple) -> tuple:
     return tuple(i for i in items if isinstance(i, kind))
-
-
-_STATEMENT = tuple(getattr(n, name) for name in (
-    "ExprStmt Assign AnnAssign AugAssign Report Return Disengage Break Continue Raise Assert "
-    "Global Nonlocal Delete If While For Try").split())
 
 
 class Lower(Transformer):
@@ -180,7 +178,7 @@ class Lower(Transformer):
         for item in items:
             if isinstance(item, tuple):  # a `has` statement's fields
                 members.extend(item)
-            elif isinstance(item, (n.Ability, n.Function)):
+            elif isinstance(item, _MEMBERS):
                 members.append(item)
             elif isinstance(item, _Part) and item.kind == "doc" and docstring is None:
                 docstring = item.value
@@ -221,7 +219,7 @@ class Lower(Transformer):
     # ------------------------------------------------------------ statements
 
     def block(self, items: list) -> _Part:
-        return _Part("block", tuple(i for i in items if isinstance(i, _STATEMENT)))
+        return _Part("block", tuple(items))  # `statement*`: nothing else reaches here
 
     def expr_stmt(self, items: list) -> n.ExprStmt:
         return n.ExprStmt(items[0].span, items[0])
