@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from jacc import nodes as n
-from jacc.checker import ModuleChecker
+from jacc.checker import VISITORS, ModuleChecker, _Scope
 from jacc.codegen import CodeGen, module_source
 from jacc.compiler import compile_source
 from jacc.diagnostics import JacError
 from jacc.parser import parse_module
-from jacc.source import Source
+from jacc.source import Source, Span
 
 ROOT = Path(__file__).parent.parent
 FORMS = ROOT / "tests" / "cases" / "forms.jac"
@@ -31,6 +31,7 @@ NODE_CLASSES = [c for c in vars(n).values()
 STATEMENTS = typing.get_args(n.Stmt)
 EXPRESSIONS = typing.get_args(n.Expr)
 ELEMENTS = typing.get_args(n.Element)
+SPAN = Span(2, 1, 2, 1)
 
 
 def _names(classes) -> list[str]:
@@ -103,13 +104,13 @@ walker : pub W {
 @pytest.mark.parametrize("cls", STATEMENTS, ids=_names(STATEMENTS))
 def test_every_statement_has_its_codegen_method_and_checker_visit(cls: type) -> None:
     assert callable(getattr(CodeGen, "stmt_" + cls.__name__, None))
-    assert callable(getattr(ModuleChecker, "visit_" + cls.__name__, None))
+    assert callable(VISITORS.get(cls))
 
 
 @pytest.mark.parametrize("cls", EXPRESSIONS, ids=_names(EXPRESSIONS))
 def test_every_expression_has_its_codegen_method_and_checker_visit(cls: type) -> None:
     assert callable(getattr(CodeGen, "expr_" + cls.__name__, None))
-    assert callable(getattr(ModuleChecker, "visit_" + cls.__name__, None))
+    assert callable(VISITORS.get(cls))
 
 
 @pytest.mark.parametrize("cls", ELEMENTS, ids=_names(ELEMENTS))
@@ -117,9 +118,64 @@ def test_every_module_element_has_its_codegen_method(cls: type) -> None:
     assert callable(getattr(CodeGen, "element_" + cls.__name__, None))
 
 
-def test_the_unions_are_made_of_node_classes() -> None:
+def test_node_classes_are_derived_and_the_unions_are_made_of_them() -> None:
+    assert set(n.NODE_CLASSES) == set(NODE_CLASSES) == set(VISITORS)
     for union in (STATEMENTS, EXPRESSIONS, ELEMENTS, typing.get_args(n.Member)):
         assert union and set(union) <= set(NODE_CLASSES)
+
+
+@pytest.mark.parametrize("visitor", [ModuleChecker, CodeGen], ids=lambda v: v.__name__)
+def test_every_rule_names_a_node_class(visitor: type) -> None:
+    # A method for a class that was renamed or removed would never run.
+    prefixes = ("visit_", "stmt_", "expr_", "element_")
+    rules = {name.split("_", 1)[1] for name in vars(visitor) if name.startswith(prefixes)}
+    assert rules and rules <= set(_names(NODE_CLASSES))
+
+
+def test_the_checker_keeps_rules_only_where_it_has_them() -> None:
+    # The rest is the generic traversal, as in `ast.NodeVisitor`.
+    generic = {cls for cls, visit in VISITORS.items() if visit is ModuleChecker.generic_visit}
+    assert {n.BinOp, n.If, n.Try, n.Subscript, n.Slice, n.FString} <= generic
+    assert {n.Name, n.Call, n.Report, n.Comprehension} & generic == set()
+
+
+# A node class outside `jacc.nodes`, as a stage that forgot to declare one would make.
+@dataclasses.dataclass(frozen=True, slots=True)
+class Stranger(n.Node):
+    value: n.Expr
+
+
+def _checker() -> tuple[ModuleChecker, object]:
+    module = parse_module(Source("app.jac", "\nwalker W {}\n"))
+    checker = ModuleChecker(module)
+    checker.run()
+    return checker, _Scope(checker.known_globals())
+
+
+def test_the_checker_refuses_a_node_it_does_not_know() -> None:
+    checker, scope = _checker()
+    with pytest.raises(TypeError, match="Stranger is not a node of jacc.nodes"):
+        checker.visit(Stranger(SPAN, n.Constant(SPAN, 1)), scope)
+    # Inside a node with no rule of its own too: the generic traversal does not skip it.
+    with pytest.raises(TypeError, match="Stranger is not a node of jacc.nodes"):
+        checker.visit(n.ExprStmt(SPAN, Stranger(SPAN, n.Constant(SPAN, 1))), scope)
+
+
+@pytest.mark.parametrize("stray", [object(), [n.Constant(SPAN, 1)], {"a": 1}],
+                         ids=["object", "list", "dict"])
+def test_the_generic_traversal_refuses_what_is_not_a_node(stray: object) -> None:
+    # Such as a half-built part of the lowering, left where a node belongs.
+    checker, scope = _checker()
+    with pytest.raises(TypeError, match="BinOp.right holds a"):
+        checker.visit(n.BinOp(SPAN, n.Constant(SPAN, 1), "+", stray), scope)
+
+
+def test_codegen_refuses_a_node_it_does_not_know() -> None:
+    codegen = CodeGen(parse_module(Source("app.jac", "\nwalker W {}\n")))
+    with pytest.raises(TypeError, match="codegen: no rule for Stranger"):
+        codegen.expr(Stranger(SPAN, n.Constant(SPAN, 1)))
+    with pytest.raises(TypeError, match="codegen: no rule for Stranger"):
+        codegen.statement(Stranger(SPAN, n.Constant(SPAN, 1)))
 
 
 # ---------------------------------------------------------------- statements are never lost
