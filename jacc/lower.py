@@ -3,18 +3,18 @@
 It runs inside the LALR parser (`parser.py` hands it to Lark), so each callback
 receives the already-lowered children of its rule. Spans come from the first and
 last child that has one: tokens carry their positions, so Lark's
-`propagate_positions` (which nearly doubles parse time) is not needed.
+`propagate_positions` (which nearly doubles parse time) is not needed. Literals
+are lowered by `literals`.
 """
 
 from __future__ import annotations
 
-import ast
-import warnings
 from dataclasses import dataclass, replace
-from typing import Any, Callable, get_args
+from typing import Any, get_args
 
 from lark import Token, Transformer
 
+from . import literals
 from . import nodes as n
 from .source import Span
 
@@ -66,7 +66,7 @@ def _nodes(items: list, kind: type | tuple) -> tuple:
 class Lower(Transformer):
     """Builds `nodes` from the rules of grammar/jac.lark, bottom-up."""
 
-    def __init__(self, parse_fstring_expr: Callable[[str], Any]) -> None:
+    def __init__(self, parse_fstring_expr: literals.ParseExpr) -> None:
         super().__init__(visit_tokens=False)
         self._parse_fstring_expr = parse_fstring_expr
 
@@ -359,24 +359,19 @@ class Lower(Transformer):
         return n.SelfRef(Span.of_token(items[0]))
 
     def number(self, items: list) -> n.Constant | n.BadString:
-        span = Span.of_token(items[0])
-        try:
-            return n.Constant(span, _literal(str(items[0])))
-        except (SyntaxError, ValueError):
-            return n.BadString(span, f"invalid number literal `{items[0]}`")
+        return literals.number(items[0])
 
     def constant(self, items: list) -> n.Constant:
         value = {"None": None, "True": True, "False": False, "...": ...}[str(items[0])]
         return n.Constant(Span.of_token(items[0]), value)
 
     def string(self, items: list) -> n.Constant | n.FString | n.BadString:
-        token = items[0]
-        return _lower_string(token, self._parse_fstring_expr)
+        return literals.string(items[0], self._parse_fstring_expr)
 
     def strings(self, items: list) -> Any:
         if len(items) == 1:
             return items[0]
-        return _concatenate(_span(*items), items)
+        return literals.concatenate(_span(*items), items)
 
     def paren(self, items: list) -> Any:
         return items[1]
@@ -514,186 +509,3 @@ class _OperatorFold:
             values = left.values if isinstance(left, n.BoolOp) and left.op == op else (left,)
             return n.BoolOp(span, op, values + (right,))
         return n.BinOp(span, left, op, right)
-
-
-# ---------------------------------------------------------------- literals
-
-
-def _literal(text: str) -> Any:
-    if text.isdigit() and text.isascii() and (text[0] != "0" or text == "0"):
-        return int(text)  # the common cases, without a trip through compile()
-    if text[0] in "\"'" and "\\" not in text and text[1:2] != text[0]:
-        return text[1:-1]
-    # Jac's literal syntax is Python's; an invalid escape is only a warning there.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return ast.literal_eval(text)
-
-
-def _prefix(text: str) -> str:
-    return text[: len(text) - len(text.lstrip("rRbBuUfF"))]
-
-
-def _lower_string(token: Token, parse_expr: Callable[[str], Any]) -> Any:
-    span = Span.of_token(token)
-    text = str(token)
-    prefix = _prefix(text)
-    try:
-        if "f" in prefix.lower():
-            return _lower_fstring(token, prefix, parse_expr)
-        return n.Constant(span, _literal(text))
-    except (SyntaxError, ValueError) as error:
-        return n.BadString(span, _string_error(error))
-    except _FStringError as error:
-        return n.BadString(span, str(error))
-
-
-def _string_error(error: Exception) -> str:
-    message = getattr(error, "msg", None) or str(error)
-    if message.startswith("(unicode error)"):
-        # "(unicode error) 'unicodeescape' codec can't decode bytes in position 0-2: truncated
-        # \xXX escape": only the reason means anything to the user.
-        return "invalid escape sequence: " + message.rsplit(": ", 1)[-1]
-    return message.split(" (", 1)[0]
-
-
-def _concatenate(span: Span, items: list) -> Any:
-    if any(isinstance(i, n.BadString) for i in items):
-        return next(i for i in items if isinstance(i, n.BadString))
-    if all(isinstance(i, n.Constant) for i in items):
-        values = [i.value for i in items]
-        if len({type(v) for v in values}) > 1:
-            return n.BadString(span, "cannot mix bytes and nonbytes literals")
-        return n.Constant(span, values[0][:0].join(values))
-    if any(isinstance(i, n.Constant) and isinstance(i.value, bytes) for i in items):
-        return n.BadString(span, "cannot mix bytes and nonbytes literals")
-    parts: list = []
-    for item in items:
-        parts.extend(item.parts if isinstance(item, n.FString) else (item.value,))
-    return n.FString(span, tuple(_merge_text(parts)))
-
-
-def _merge_text(parts: list) -> list:
-    merged: list = []
-    for part in parts:
-        if isinstance(part, str) and merged and isinstance(merged[-1], str):
-            merged[-1] += part
-        elif part != "":
-            merged.append(part)
-    return merged
-
-
-class _FStringError(Exception):
-    pass
-
-
-def _lower_fstring(token: Token, prefix: str, parse_expr: Callable[[str], Any]) -> n.FString:
-    """Split an f-string into text and `{expression}` parts; parse each expression as Jac."""
-    text = str(token)
-    quote = text[len(prefix):len(prefix) + 3]
-    quote = quote if quote in ('"""', "'''") else quote[0]
-    body_start = len(prefix) + len(quote)
-    body = text[body_start: len(text) - len(quote)]
-    raw = "r" in prefix.lower()
-    plain_prefix = "r" if raw else ""
-
-    def literal(chunk: str) -> str:
-        return _literal(plain_prefix + quote + chunk + quote) if chunk else ""
-
-    def position(offset: int) -> tuple[int, int]:
-        before = text[: body_start + offset]
-        line = token.line + before.count("\n")
-        column = len(before) - before.rfind("\n") if "\n" in before else token.column + len(before)
-        return line, column
-
-    parts = _split_fstring(body, 0, literal, position, parse_expr)
-    return n.FString(Span.of_token(token), tuple(_merge_text(parts)))
-
-
-def _split_fstring(body: str, offset: int, literal: Callable, position: Callable,
-                   parse_expr: Callable) -> list:
-    parts: list = []
-    chunk = ""
-    i = 0
-    while i < len(body):
-        char = body[i]
-        if char in "{}" and body[i + 1: i + 2] == char:
-            chunk += char
-            i += 2
-            continue
-        if char == "}":
-            raise _FStringError("f-string: single '}' is not allowed")
-        if char != "{":
-            chunk += char
-            i += 1
-            continue
-        parts.append(_fstring_literal(chunk, literal))
-        chunk = ""
-        end, conversion_at, spec_at = _field_end(body, i + 1)
-        expr_end = conversion_at if conversion_at is not None else spec_at if spec_at is not None else end
-        expr_text = body[i + 1: expr_end]
-        shown = None  # `{x=}` and `{x = }` show their own text, then the value
-        if expr_text.rstrip().endswith("=") and not expr_text.rstrip().endswith(
-                ("==", "!=", "<=", ">=")):
-            shown, expr_text = expr_text, expr_text.rstrip()[:-1]
-        if not expr_text.strip():
-            raise _FStringError("f-string: empty expression not allowed")
-        line, column = position(offset + i + 1)
-        expr = parse_expr("\n" * (line - 1) + " " * (column - 1) + expr_text)
-        conversion = None
-        if conversion_at is not None:
-            conversion = body[conversion_at + 1: spec_at if spec_at is not None else end]
-            if conversion not in ("r", "s", "a"):
-                raise _FStringError("f-string: invalid conversion character: expected 's', 'r', or 'a'")
-        spec = None
-        if spec_at is not None:
-            spec_parts = _split_fstring(body[spec_at + 1: end], offset + spec_at + 1, literal,
-                                        position, parse_expr)
-            spec = n.FString(expr.span, tuple(_merge_text(spec_parts)))
-        if shown is not None:
-            parts.append(shown)
-            if conversion is None and spec is None:
-                conversion = "r"  # Python's default for `{x=}`
-        parts.append(n.FormattedValue(expr.span, expr, conversion, spec))
-        i = end + 1
-    parts.append(_fstring_literal(chunk, literal))
-    return parts
-
-
-def _fstring_literal(chunk: str, literal: Callable) -> str:
-    try:
-        return literal(chunk)
-    except (SyntaxError, ValueError) as error:
-        raise _FStringError(_string_error(error)) from None
-
-
-def _field_end(body: str, start: int) -> tuple[int, int | None, int | None]:
-    """Index of the `}` closing a replacement field, and of its `!` and `:` if any."""
-    depth = 0
-    quote = None
-    conversion_at = spec_at = None
-    i = start
-    while i < len(body):
-        char = body[i]
-        if quote:
-            if char == "\\":
-                i += 1
-            elif body.startswith(quote, i):
-                i += len(quote) - 1
-                quote = None
-        elif char in "'\"" and spec_at is None:
-            quote = body[i: i + 3] if body[i: i + 3] in ('"""', "'''") else char
-            i += len(quote) - 1
-        elif char in "([{":
-            depth += 1
-        elif char in ")]}" and depth:
-            depth -= 1
-        elif depth == 0 and char == "}":
-            return i, conversion_at, spec_at
-        elif depth == 0 and spec_at is None:
-            if char == "!" and body[i + 1: i + 2] != "=" and conversion_at is None:
-                conversion_at = i
-            elif char == ":":
-                spec_at = i
-        i += 1
-    raise _FStringError("f-string: expecting '}'")
