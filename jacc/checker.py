@@ -1,9 +1,10 @@
 """Nodes → diagnostics. The checker collects every problem of a file; it never raises.
 
-Checks (SPEC §3): `@restspec` rules, duplicate names and fields, `has` without a
-type, `await` outside async code, `self.x` for an unknown member, undefined
-names, `report`/`disengage`/`self` outside a walker, legacy spellings, and the
-Python rules that `compile()` would otherwise reject with a bare SyntaxError.
+Checks (each code is in docs/diagnostics.md): `@restspec` rules, duplicate names
+and fields, `has` without a type, `await` outside async code, `self.x` for an
+unknown member, undefined names, `report`/`disengage`/`self` outside a walker,
+legacy spellings, and the Python rules that `compile()` would otherwise reject
+with a bare SyntaxError.
 
 Each `visit_<Class>` method carries a rule; a node with none is traversed by
 `generic_visit`, as in `ast.NodeVisitor`. A node of any other class raises.

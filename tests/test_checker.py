@@ -1,4 +1,4 @@
-"""Diagnostics (SPEC §3): golden `.err` files, one bad program per code, and the
+"""Diagnostics (docs/diagnostics.md): golden `.err` files, one bad program per code, and the
 rules every diagnostic follows.
 
 Each `cases/NAME.jac` is compiled with the name `cases/NAME.jac`. A program that

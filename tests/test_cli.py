@@ -1,4 +1,4 @@
-"""The `jacc` command through a real process: exit status 0 / 1 / 2 (SPEC §1)."""
+"""The `jacc` command through a real process: exit status 0 / 1 / 2 (docs/diagnostics.md)."""
 
 from __future__ import annotations
 

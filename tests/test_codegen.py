@@ -1,5 +1,5 @@
-"""Compiled modules (SPEC §4): deterministic output with a header, located Python
-`ast`, and every sample checking clean and building."""
+"""Compiled modules (docs/language.md, "Generated code"): deterministic output with a
+header, located Python `ast`, and every sample checking clean and building."""
 
 from __future__ import annotations
 
@@ -221,7 +221,8 @@ def test_slices_with_omitted_parts_build_and_run(tmp_path: Path) -> None:
 
 
 def test_a_static_field_without_a_default_is_none_and_located() -> None:
-    text = "\nwalker W {\n    static has total: int;\n    can go with entry { report W.total; }\n}\n"
+    text = ("\nwalker W {\n    static has total: int;\n"
+            "    can go with entry { report W.total; }\n}\n")
     assert misplaced(compile_source(text).tree, text) == []
     assert _run(text) == [None]
 

@@ -1,5 +1,5 @@
-"""A module written by `jacc build` imports only the runtime (SPEC §4): it runs in
-an interpreter where the compiler and Lark cannot be imported at all."""
+"""A module written by `jacc build` imports only the runtime (docs/language.md): it runs
+in an interpreter where the compiler and Lark cannot be imported at all."""
 
 from __future__ import annotations
 

@@ -1,9 +1,10 @@
 """Properties over open-ended input (hypothesis).
 
 (a) No injection: any string written as a Jac literal is that same string at run
-    time, compiled in memory and through the built `.py` (SPEC §4).
+    time, compiled in memory and through the built `.py` (docs/language.md).
 (b) Robustness: whatever the source text, the compiler either compiles it or raises
-    `JacError` (SPEC §3: never a traceback). At least 2,000 examples in all.
+    `JacError` (docs/diagnostics.md: never a traceback). At least 2,000 examples in
+    all. Every node of what compiles has a valid position in the source.
 (c) Diagnostics always render, and every span lies inside the source.
 
 `JACC_PROPERTY_SCALE=20 pytest tests/test_properties.py` runs twenty times as many
