@@ -1,9 +1,13 @@
 """Nodes → diagnostics. The checker collects every problem of a file; it never raises.
 
-Checks (SPEC §3): `@restspec` rules, duplicate names and fields, `has` without a
-type, `await` outside async code, `self.x` for an unknown member, undefined
-names, `report`/`disengage`/`self` outside a walker, legacy spellings, and the
-Python rules that `compile()` would otherwise reject with a bare SyntaxError.
+Checks (each code is in docs/diagnostics.md): `@restspec` rules, duplicate names
+and fields, `has` without a type, `await` outside async code, `self.x` for an
+unknown member, undefined names, `report`/`disengage`/`self` outside a walker,
+legacy spellings, and the Python rules that `compile()` would otherwise reject
+with a bare SyntaxError.
+
+Each `visit_<Class>` method carries a rule; a node with none is traversed by
+`generic_visit`, as in `ast.NodeVisitor`. A node of any other class raises.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import builtins
 from dataclasses import dataclass, field
 from difflib import get_close_matches
+from typing import get_args
 
 from . import nodes as n
 from .diagnostics import Diagnostic
@@ -140,28 +145,27 @@ class ModuleChecker:
     # ------------------------------------------------------------ dispatch
 
     def visit(self, node: n.Node, scope: _Scope) -> None:
-        method = getattr(self, "visit_" + type(node).__name__, None)
-        if method is None:
-            raise TypeError(f"checker: no rule for {type(node).__name__}")
-        method(node, scope)
+        visitor = VISITORS.get(type(node))
+        if visitor is None:
+            raise TypeError(f"checker: {type(node).__name__} is not a node of jacc.nodes")
+        visitor(self, node, scope)
 
-    def visit_all(self, nodes, scope: _Scope) -> None:
+    def generic_visit(self, node: n.Node, scope: _Scope) -> None:
+        """A node with no rule of its own: check what is below it, in the same scope."""
+        for child in n.children(node):
+            self.visit(child, scope)
+
+    def walk(self, nodes, scope: _Scope) -> None:
         for node in nodes:
             if node is not None:
                 self.visit(node, scope)
 
     # ------------------------------------------------------------ module level
 
-    def visit_ImportFrom(self, node: n.ImportFrom, scope: _Scope) -> None:
-        pass
-
-    def visit_ImportModule(self, node: n.ImportModule, scope: _Scope) -> None:
-        pass
-
     def visit_Glob(self, node: n.Glob, scope: _Scope) -> None:
         early = self.early()
         for item in node.items:
-            self.visit_all((item.annotation,), scope)
+            self.walk((item.annotation,), scope)
             self.visit(item.value, early)
             early.names.add(item.name)
 
@@ -171,7 +175,7 @@ class ModuleChecker:
         names = set(scope.names) | {p.name for p in node.params} | _bound_names(node.body)
         body_scope = _Scope(names, walker=scope.walker, members=scope.members,
                             is_async=node.is_async, in_function=True)
-        self.visit_all(node.body, body_scope)
+        self.walk(node.body, body_scope)
 
     def check_params(self, params: tuple[n.Param, ...], scope: _Scope) -> None:
         seen: set[str] = set()
@@ -180,8 +184,8 @@ class ModuleChecker:
         bare_star: n.Param | None = None
         for param in params:
             self.check_local_name(param.name, param.span)
-            self.visit_all((param.annotation,), scope)  # annotations stay strings
-            self.visit_all((param.default,), self.early())
+            self.walk((param.annotation,), scope)  # annotations stay strings
+            self.walk((param.default,), self.early())
             if double_star is not None:
                 self.error("E0003", f"no parameter can follow `**{double_star.name}`",
                            param.span)
@@ -230,21 +234,21 @@ class ModuleChecker:
     def visit_Walker(self, node: n.Walker, scope: _Scope) -> None:
         self.check_restspec(node)
         self.check_decorators(node.decorators, scope, walker=node)
-        self.visit_all(node.bases, self.early())
+        self.walk(node.bases, self.early())
         self.check_members(node, scope)
         members = self.members_of(node)
         inner = _Scope(scope.names, walker=node, members=members)
         for member in node.members:
             if isinstance(member, n.HasField):
                 # A `static has` default runs when the class is made; a field's, per instance.
-                self.visit_all((member.type,), scope)
-                self.visit_all((member.default,), self.early() if member.static else scope)
+                self.walk((member.type,), scope)
+                self.walk((member.default,), self.early() if member.static else scope)
             elif isinstance(member, n.Ability):
                 self.check_trigger(member)
                 names = scope.names | _bound_names(member.body)
                 body_scope = _Scope(names, walker=node, members=members,
                                     is_async=member.is_async, in_function=True)
-                self.visit_all(member.body, body_scope)
+                self.walk(member.body, body_scope)
             else:
                 self.visit_Function(member, inner)
 
@@ -300,9 +304,6 @@ class ModuleChecker:
 
     # ------------------------------------------------------------ statements
 
-    def visit_ExprStmt(self, node: n.ExprStmt, scope: _Scope) -> None:
-        self.visit(node.value, scope)
-
     def visit_Assign(self, node: n.Assign, scope: _Scope) -> None:
         for target in node.targets:
             self.check_target(target, scope)
@@ -325,7 +326,7 @@ class ModuleChecker:
         if scope.walker is None:
             self.error("E0501", "`report` can only be used in a walker's ability or method",
                        _keyword(node.span, "report"))
-        self.visit(node.value, scope)
+        self.generic_visit(node, scope)
 
     def visit_Disengage(self, node: n.Disengage, scope: _Scope) -> None:
         if scope.walker is None:
@@ -337,7 +338,7 @@ class ModuleChecker:
             self.error("E0504", "`return` outside a function or ability",
                        _keyword(node.span, "return"),
                        help="module level holds only imports, globs, functions and walkers")
-        self.visit_all((node.value,), scope)
+        self.generic_visit(node, scope)
 
     def visit_Break(self, node: n.Break, scope: _Scope) -> None:
         if not scope.loop_depth:
@@ -346,12 +347,6 @@ class ModuleChecker:
     def visit_Continue(self, node: n.Continue, scope: _Scope) -> None:
         if not scope.loop_depth:
             self.error("E0503", "`continue` outside a loop", node.span)
-
-    def visit_Raise(self, node: n.Raise, scope: _Scope) -> None:
-        self.visit_all((node.exc, node.cause), scope)
-
-    def visit_Assert(self, node: n.Assert, scope: _Scope) -> None:
-        self.visit_all((node.test, node.msg), scope)
 
     def visit_Global(self, node: n.Global, scope: _Scope) -> None:
         for name in node.names:
@@ -366,38 +361,28 @@ class ModuleChecker:
         for target in node.targets:
             self.check_target(target, scope)
 
-    def visit_If(self, node: n.If, scope: _Scope) -> None:
-        self.visit(node.test, scope)
-        self.visit_all(node.body, scope)
-        self.visit_all(node.orelse, scope)
-
     def visit_While(self, node: n.While, scope: _Scope) -> None:
         self.visit(node.test, scope)
         self.in_loop(node.body, scope)
-        self.visit_all(node.orelse, scope)
+        self.walk(node.orelse, scope)
 
     def visit_For(self, node: n.For, scope: _Scope) -> None:
         self.check_target(node.target, scope)
         self.visit(node.iter, scope)
         self.in_loop(node.body, scope)
-        self.visit_all(node.orelse, scope)
+        self.walk(node.orelse, scope)
 
     def in_loop(self, body: tuple[n.Stmt, ...], scope: _Scope) -> None:
         scope.loop_depth += 1
         try:
-            self.visit_all(body, scope)
+            self.walk(body, scope)
         finally:
             scope.loop_depth -= 1
 
-    def visit_Try(self, node: n.Try, scope: _Scope) -> None:
-        self.visit_all(node.body, scope)
-        for handler in node.handlers:
-            self.visit(handler.type, scope)
-            if handler.name:
-                self.check_local_name(handler.name, handler.span)
-            self.visit_all(handler.body, scope)
-        self.visit_all(node.orelse, scope)
-        self.visit_all(node.finalbody, scope)
+    def visit_ExceptHandler(self, node: n.ExceptHandler, scope: _Scope) -> None:
+        if node.name:
+            self.check_local_name(node.name, node.span)
+        self.generic_visit(node, scope)
 
     def check_local_name(self, name: str, span: Span) -> None:
         # A `_jacc` would shadow the runtime module that generated code calls; a
@@ -447,39 +432,19 @@ class ModuleChecker:
             self.error("E0403", "`self` can only be used in a walker's ability or method",
                        node.span)
 
-    def visit_Constant(self, node: n.Constant, scope: _Scope) -> None:
-        pass
-
     def visit_BadString(self, node: n.BadString, scope: _Scope) -> None:
         self.error("E0002", node.message, node.span)
 
-    def visit_FString(self, node: n.FString, scope: _Scope) -> None:
-        for part in node.parts:
-            if isinstance(part, n.FormattedValue):
-                self.visit(part.value, scope)
-                if part.format_spec is not None:
-                    self.visit(part.format_spec, scope)
-
     def visit_Attribute(self, node: n.Attribute, scope: _Scope) -> None:
-        self.visit(node.value, scope)
+        self.generic_visit(node, scope)
         if isinstance(node.value, n.SelfRef) and scope.walker is not None \
                 and scope.members is not None and node.attr not in scope.members \
                 and not _is_dunder(node.attr):  # `self.__class__` and the like: every object's
             self.error("E0401", f"`{scope.walker.name}` has no field or method `{node.attr}`",
                        node.attr_span, help=_did_you_mean(node.attr, scope.members))
 
-    def visit_Subscript(self, node: n.Subscript, scope: _Scope) -> None:
-        self.visit_all((node.value, node.index), scope)
-
-    def visit_Slice(self, node: n.Slice, scope: _Scope) -> None:
-        self.visit_all((node.lower, node.upper, node.step), scope)
-
-    def visit_Starred(self, node: n.Starred, scope: _Scope) -> None:
-        self.visit(node.value, scope)
-
     def visit_Call(self, node: n.Call, scope: _Scope) -> None:
-        self.visit(node.func, scope)
-        self.visit_all(node.args, scope)
+        self.generic_visit(node, scope)
         # Arguments are split into positional and keyword ones: their order is the spans'.
         first_keyword = min((k.span for k in node.keywords), default=None)
         first_unpack = min((k.span for k in node.keywords if k.name is None), default=None)
@@ -495,23 +460,6 @@ class ModuleChecker:
                     self.error("E0003", f"keyword argument `{keyword.name}` is repeated",
                                keyword.span)
                 seen.add(keyword.name)
-            self.visit(keyword.value, scope)
-
-    def visit_BinOp(self, node: n.BinOp, scope: _Scope) -> None:
-        self.visit_all((node.left, node.right), scope)
-
-    def visit_UnaryOp(self, node: n.UnaryOp, scope: _Scope) -> None:
-        self.visit(node.operand, scope)
-
-    def visit_BoolOp(self, node: n.BoolOp, scope: _Scope) -> None:
-        self.visit_all(node.values, scope)
-
-    def visit_Compare(self, node: n.Compare, scope: _Scope) -> None:
-        self.visit(node.left, scope)
-        self.visit_all(node.comparators, scope)
-
-    def visit_IfExp(self, node: n.IfExp, scope: _Scope) -> None:
-        self.visit_all((node.test, node.body, node.orelse), scope)
 
     def visit_Await(self, node: n.Await, scope: _Scope) -> None:
         if not scope.is_async:
@@ -519,17 +467,7 @@ class ModuleChecker:
             self.error("E0301", f"`await` can only be used inside {where}", node.span,
                        help="declare the ability or function `async`" if scope.in_function
                        else None)
-        self.visit(node.value, scope)
-
-    def visit_TupleExpr(self, node: n.TupleExpr, scope: _Scope) -> None:
-        self.visit_all(node.elts, scope)
-
-    visit_ListExpr = visit_TupleExpr
-    visit_SetExpr = visit_TupleExpr
-
-    def visit_DictExpr(self, node: n.DictExpr, scope: _Scope) -> None:
-        self.visit_all(node.keys, scope)
-        self.visit_all(node.values, scope)
+        self.generic_visit(node, scope)
 
     def visit_Comprehension(self, node: n.Comprehension, scope: _Scope) -> None:
         # The first iterable is evaluated outside the comprehension's own scope.
@@ -542,10 +480,15 @@ class ModuleChecker:
                     self.visit(generator.iter, scope)
                 names |= _target_names(generator.target)
                 self.check_target(generator.target, scope)
-                self.visit_all(generator.ifs, scope)
-            self.visit_all((node.elt, node.value), scope)
+                self.walk(generator.ifs, scope)
+            self.walk((node.elt, node.value), scope)
         finally:
             scope.comprehension_names.pop()
+
+
+# Each node class's visit: its `visit_` method where it has rules, else the generic one.
+VISITORS = {cls: getattr(ModuleChecker, "visit_" + cls.__name__, ModuleChecker.generic_visit)
+            for cls in n.NODE_CLASSES}
 
 
 # ---------------------------------------------------------------- helpers
@@ -579,29 +522,32 @@ def _target_names(target: n.Expr) -> set[str]:
     return set()
 
 
+_BLOCK_ITEMS = (*get_args(n.Stmt), n.ExceptHandler)
+
+
 def _bound_names(body: tuple[n.Stmt, ...]) -> set[str]:
     """Names a function body binds anywhere (Python's rule: assigned means local)."""
     names: set[str] = set()
-    for statement in body:
-        if isinstance(statement, n.Assign):
-            for target in statement.targets:
-                names |= _target_names(target)
-        elif isinstance(statement, (n.AnnAssign, n.AugAssign)):
-            names |= _target_names(statement.target)
-        elif isinstance(statement, n.For):
-            names |= _target_names(statement.target)
-            names |= _bound_names(statement.body) | _bound_names(statement.orelse)
-        elif isinstance(statement, (n.If, n.While)):
-            names |= _bound_names(statement.body) | _bound_names(statement.orelse)
-        elif isinstance(statement, n.Try):
-            names |= _bound_names(statement.body) | _bound_names(statement.orelse)
-            names |= _bound_names(statement.finalbody)
-            for handler in statement.handlers:
-                names |= {handler.name} if handler.name else set()
-                names |= _bound_names(handler.body)
-        elif isinstance(statement, n.Global):
-            names |= set(statement.names)
+    pending = list(body)
+    while pending:
+        statement = pending.pop()
+        names |= _binds(statement)
+        # Into every nested block, whatever the statement calls its fields.
+        pending.extend(c for c in n.children(statement) if isinstance(c, _BLOCK_ITEMS))
     return names
+
+
+def _binds(statement: n.Stmt | n.ExceptHandler) -> set[str]:
+    """The names one statement binds itself, not those of the blocks inside it."""
+    if isinstance(statement, n.Assign):
+        return set().union(*map(_target_names, statement.targets))
+    if isinstance(statement, (n.AnnAssign, n.AugAssign, n.For)):
+        return _target_names(statement.target)
+    if isinstance(statement, n.ExceptHandler):
+        return {statement.name} if statement.name else set()
+    if isinstance(statement, n.Global):
+        return set(statement.names)
+    return set()
 
 
 def _describe(expr: n.Expr) -> str:

@@ -151,7 +151,8 @@ class CodeGen:
 
     def field(self, node: n.HasField) -> ast.stmt:
         if node.static:
-            value = self.expr(node.default) if node.default else ast.Constant(None)
+            value = self.expr(node.default) if node.default else _locate(ast.Constant(None),
+                                                                         node.span)
             return self._assign_name(node.name, value, node.span)
         args: list[ast.expr] = [_locate(ast.Constant(ast.unparse(self.expr(node.type))), node.span)]
         if node.default is not None:
@@ -203,8 +204,10 @@ class CodeGen:
         return _locate(ast.Constant(ast.unparse(self.expr(expr))), expr.span)
 
     def body(self, statements: tuple[n.Stmt, ...], span: Span) -> list[ast.stmt]:
-        body = [s for statement in statements for s in self.statement(statement)]
-        return body or [_locate(ast.Pass(), span)]
+        return self.statements(statements) or [_locate(ast.Pass(), span)]
+
+    def statements(self, statements: tuple[n.Stmt, ...]) -> list[ast.stmt]:
+        return [self.statement(statement) for statement in statements]
 
     def _assign_name(self, name: str, value: ast.expr, span: Span) -> ast.stmt:
         target = _locate(ast.Name(name, ast.Store()), span)
@@ -212,13 +215,11 @@ class CodeGen:
 
     # ------------------------------------------------------------ statements
 
-    def statement(self, node: n.Stmt) -> list[ast.stmt]:
+    def statement(self, node: n.Stmt) -> ast.stmt:
         method = getattr(self, "stmt_" + type(node).__name__, None)
         if method is None:
             raise TypeError(f"codegen: no rule for {type(node).__name__}")
-        result = method(node)
-        return [_locate(s, node.span) if getattr(s, "lineno", None) is None else s
-                for s in (result if isinstance(result, list) else [result])]
+        return method(node)
 
     def stmt_ExprStmt(self, node: n.ExprStmt) -> ast.stmt:
         return _locate(ast.Expr(self.expr(node.value)), node.span)
@@ -276,17 +277,17 @@ class CodeGen:
         return _locate(ast.Delete([self.target(t, ast.Del()) for t in node.targets]), node.span)
 
     def stmt_If(self, node: n.If) -> ast.stmt:
-        orelse = [s for st in node.orelse for s in self.statement(st)]
+        orelse = self.statements(node.orelse)
         statement = ast.If(self.expr(node.test), self.body(node.body, node.span), orelse)
         return _locate(statement, node.span)
 
     def stmt_While(self, node: n.While) -> ast.stmt:
-        orelse = [s for st in node.orelse for s in self.statement(st)]
+        orelse = self.statements(node.orelse)
         statement = ast.While(self.expr(node.test), self.body(node.body, node.span), orelse)
         return _locate(statement, node.span)
 
     def stmt_For(self, node: n.For) -> ast.stmt:
-        orelse = [s for st in node.orelse for s in self.statement(st)]
+        orelse = self.statements(node.orelse)
         statement = ast.For(self.target(node.target), self.expr(node.iter),
                             self.body(node.body, node.span), orelse, None)
         return _locate(statement, node.span)
@@ -297,8 +298,8 @@ class CodeGen:
                     h.span)
             for h in node.handlers
         ]
-        orelse = [s for st in node.orelse for s in self.statement(st)]
-        final = [s for st in node.finalbody for s in self.statement(st)]
+        orelse = self.statements(node.orelse)
+        final = self.statements(node.finalbody)
         if not handlers and not final:
             final = [_locate(ast.Pass(), node.span)]  # `try {}` alone: Python needs one
         statement = ast.Try(self.body(node.body, node.span), handlers, orelse, final)
@@ -351,6 +352,10 @@ class CodeGen:
                                   part.span))
         joined = ast.JoinedStr(values)
         return _format_call(joined, node.span) if _unwritable_fstring(joined) else joined
+
+    def expr_BadString(self, node: n.BadString) -> ast.expr:
+        # The checker reports every bad literal (E0002): a checked module holds none.
+        raise TypeError(f"codegen: a bad literal reached codegen: {node.message}")
 
     def expr_Attribute(self, node: n.Attribute) -> ast.expr:
         return ast.Attribute(self.expr(node.value), node.attr, ast.Load())
@@ -476,11 +481,14 @@ def module_source(tree: ast.Module, source_name: str) -> str:
     return text + footer
 
 
+_BLOCK_ITEMS = (ast.stmt, ast.excepthandler)
+
+
 def _line_table(tree: ast.Module, text: str) -> dict[int, int]:
     """Pair each statement of the unparsed text with the Jac line it came from.
 
-    Only statements are paired: `ast.unparse` writes each simple statement on one
-    line, and a traceback's line is always the start of one.
+    Only statements (and `except` clauses) are paired: `ast.unparse` writes each
+    simple statement on one line, and a traceback's line is always the start of one.
     """
     table: dict[int, int] = {}
     pending = [(tree.body, ast.parse(text).body)]
@@ -488,8 +496,8 @@ def _line_table(tree: ast.Module, text: str) -> dict[int, int]:
         originals, emitted = pending.pop()
         for original, copy in zip(originals, emitted):
             table[copy.lineno] = original.lineno
-            for name in ("body", "orelse", "finalbody", "handlers"):
-                inner = getattr(original, name, None)
-                if inner:
+            # Every field that holds statements, whatever the node calls it.
+            for name, inner in ast.iter_fields(original):
+                if inner and isinstance(inner, list) and isinstance(inner[0], _BLOCK_ITEMS):
                     pending.append((inner, getattr(copy, name)))
     return table

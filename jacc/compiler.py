@@ -48,20 +48,11 @@ def compile_source(text: str, name: str = "app.jac", filename: str | None = None
         raise JacError(source, diagnostics)
     tree = generate(module)
     try:
-        code = _compile(tree, filename or name)
+        code = compile(tree, filename or name, "exec", dont_inherit=True)
     except SyntaxError as error:
         # The checker should have caught it; still the user's program, never a traceback.
         raise JacError(source, diagnostics + [_python_syntax_error(error)]) from None
     return Compiled(source, tree, code, [d for d in diagnostics if not d.is_error])
-
-
-def _compile(tree: ast.Module, filename: str) -> types.CodeType:
-    try:
-        return compile(tree, filename, "exec", dont_inherit=True)
-    except (TypeError, ValueError):
-        # Codegen locates every node it makes; should one slip through, give it
-        # its parent's position rather than fail.
-        return compile(ast.fix_missing_locations(tree), filename, "exec", dont_inherit=True)
 
 
 def _python_syntax_error(error: SyntaxError) -> Diagnostic:

@@ -72,7 +72,7 @@ class Diagnostic:
     def render(self, source: Source) -> str:
         span = self.span
         line_text = source.line(span.line)
-        gutter = " " * (len(str(span.line)) + 1)  # SPEC §3: ` 3 | ` and `  --> `
+        gutter = " " * (len(str(span.line)) + 1)  # ` 3 | ` and `  --> `, as in docs/diagnostics.md
         last = span.end_column if span.end_line == span.line else max(len(line_text), span.column)
         caret = " " * (span.column - 1) + "^" * max(1, last - span.column + 1)
         lines = [

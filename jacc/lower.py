@@ -1,30 +1,43 @@
 """Lark parse tree → `nodes`. The transformer only builds nodes: it never raises.
 
 It runs inside the LALR parser (`parser.py` hands it to Lark), so each callback
-receives the already-lowered children of its rule. Spans come from the first and
-last child that has one: tokens carry their positions, so Lark's
-`propagate_positions` (which nearly doubles parse time) is not needed.
+receives the already-lowered children of its rule and unpacks them by name: the
+grammar writes optional parts `[x]`, which arrive as None, so a rule's children
+have a fixed shape. Spans come from the first and last child that has one: tokens
+carry their positions, so Lark's `propagate_positions` (which nearly doubles parse
+time) is not needed. Literals are lowered by `literals`.
 """
 
 from __future__ import annotations
 
-import ast
-import warnings
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Any, get_args
 
 from lark import Token, Transformer
 
+from . import literals
 from . import nodes as n
 from .source import Span
 
 
-# Intermediate values of rules that are parts of a node, not nodes themselves.
+# Parts of nodes that are not nodes themselves.
 @dataclass(frozen=True, slots=True)
-class _Part:
-    kind: str
-    value: Any
-    span: Span | None = None
+class _Doc:
+    """A docstring: where it stands decides what it documents."""
+
+    value: str | None
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class _Dotted:
+    """A module's dotted name, `a.b.c`."""
+
+    value: str
+    span: Span
+
+
+_MEMBERS = get_args(n.Member)
 
 
 def _span_of(item: Any) -> Span | None:
@@ -38,37 +51,14 @@ def _span(*items: Any) -> Span:
     return spans[0].to(spans[-1])
 
 
-def _part(items: list, kind: str) -> Any:
-    for item in items:
-        if isinstance(item, _Part) and item.kind == kind:
-            return item.value
-    return None
-
-
-def _parts(items: list, kind: str) -> list:
-    return [i.value for i in items if isinstance(i, _Part) and i.kind == kind]
-
-
-def _token(items: list, type_: str) -> Token | None:
-    for item in items:
-        if isinstance(item, Token) and item.type == type_:
-            return item
-    return None
-
-
-def _nodes(items: list, kind: type | tuple) -> tuple:
-    return tuple(i for i in items if isinstance(i, kind))
-
-
-_STATEMENT = tuple(getattr(n, name) for name in (
-    "ExprStmt Assign AnnAssign AugAssign Report Return Disengage Break Continue Raise Assert "
-    "Global Nonlocal Delete If While For Try").split())
+def _text(token: Token | None) -> str | None:
+    return None if token is None else str(token)
 
 
 class Lower(Transformer):
     """Builds `nodes` from the rules of grammar/jac.lark, bottom-up."""
 
-    def __init__(self, parse_fstring_expr: Callable[[str], Any]) -> None:
+    def __init__(self, parse_fstring_expr: literals.ParseExpr) -> None:
         super().__init__(visit_tokens=False)
         self._parse_fstring_expr = parse_fstring_expr
 
@@ -79,7 +69,7 @@ class Lower(Transformer):
         docstring = None
         pending = None  # a docstring written just before a walker documents it
         for index, item in enumerate(items):
-            if isinstance(item, _Part):  # a docstring
+            if isinstance(item, _Doc):
                 if index == 0:
                     docstring = item.value
                 else:
@@ -98,73 +88,77 @@ class Lower(Transformer):
         return n.Module(span, docstring, tuple(body))
 
     def fstring_expr(self, items: list) -> Any:
-        return items[0]
+        [value] = items
+        return value
 
-    def docstring(self, items: list) -> _Part:
-        value = items[0].value if isinstance(items[0], n.Constant) else None
-        return _Part("doc", value if isinstance(value, str) else None, items[0].span)
+    def docstring(self, items: list) -> _Doc:
+        [string] = items
+        value = string.value if isinstance(string, n.Constant) else None
+        return _Doc(value if isinstance(value, str) else None, string.span)
 
-    def dotted_name(self, items: list) -> _Part:
-        return _Part("dotted", ".".join(items), _span(*items))
+    def dotted_name(self, items: list) -> _Dotted:
+        return _Dotted(".".join(items), _span(*items))
 
     def import_from(self, items: list) -> n.ImportFrom:
-        return n.ImportFrom(_span(*items), _part(items, "dotted"), _nodes(items, n.ImportName))
+        _, module, *names = items
+        return n.ImportFrom(_span(*items), module.value, tuple(names))
 
     def import_name(self, items: list) -> n.ImportName:
-        return n.ImportName(_span(*items), str(items[0]), str(items[1]) if len(items) > 1 else None)
+        name, alias = items
+        return n.ImportName(_span(*items), str(name), _text(alias))
 
     def import_modules(self, items: list) -> tuple:
-        return _nodes(items, n.ImportModule)
+        _, *modules = items
+        return tuple(modules)
 
     def import_module(self, items: list) -> n.ImportModule:
-        alias = str(items[1]) if len(items) > 1 else None
-        return n.ImportModule(_span(*items), items[0].value, alias)
+        module, alias = items
+        return n.ImportModule(_span(*items), module.value, _text(alias))
 
     def glob_stmt(self, items: list) -> n.Glob:
-        return n.Glob(_span(*items), _nodes(items, n.GlobItem))
+        _, *globs = items
+        return n.Glob(_span(*items), tuple(globs))
 
     def glob_item(self, items: list) -> n.GlobItem:
-        return n.GlobItem(_span(*items), str(items[0]), _part(items, "annotation"), items[-1])
+        name, annotation, value = items
+        return n.GlobItem(_span(*items), str(name), annotation, value)
 
-    def annotation(self, items: list) -> _Part:
-        return _Part("annotation", items[0], items[0].span)
+    def annotation(self, items: list) -> n.Expr:
+        [expr] = items
+        return expr
 
-    def default(self, items: list) -> _Part:
-        return _Part("default", items[0], items[0].span)
+    default = returns = annotation  # `= value`, `-> TYPE`: the expression is all they hold
 
-    def returns(self, items: list) -> _Part:
-        return _Part("returns", items[0], items[0].span)
-
-    def decorated(self, items: list) -> Any:
-        decorators = _nodes(items, n.Decorator)
-        target = items[-1]
-        return replace(target, decorators=decorators, span=decorators[0].span.to(target.span))
+    def decorated(self, items: list) -> n.Walker | n.Function:
+        *decorators, target = items
+        return replace(target, decorators=tuple(decorators),
+                       span=decorators[0].span.to(target.span))
 
     decorated_method = decorated
 
     def decorator(self, items: list) -> n.Decorator:
-        return n.Decorator(_span(*items), items[1])
+        _, expr = items
+        return n.Decorator(_span(*items), expr)
 
     def function(self, items: list) -> n.Function:
-        name = _token(items, "NAME")
-        block = _part(items, "block")
-        return n.Function(
-            _span(*items), str(name), Span.of_token(name), tuple(_part(items, "params") or ()),
-            _part(items, "returns"), block, _token(items, "ASYNC") is not None, (),
-        )
+        async_, _, name, params, returns, body = items
+        return n.Function(_span(*items), str(name), Span.of_token(name), params or (), returns,
+                          body, async_ is not None, ())
 
-    def parameters(self, items: list) -> _Part:
-        return _Part("params", items)
+    def parameters(self, items: list) -> tuple:
+        return tuple(items)
 
     def plain_param(self, items: list) -> n.Param:
-        return n.Param(_span(*items), str(items[0]), "plain", _part(items, "annotation"),
-                       _part(items, "default"))
+        name, annotation, default = items
+        return n.Param(_span(*items), str(name), "plain", annotation, default)
 
     def star_param(self, items: list) -> n.Param:
-        return n.Param(_span(*items), str(items[1]), "star", _part(items, "annotation"), None)
+        _, name, annotation = items
+        return n.Param(_span(*items), str(name), "star", annotation, None)
 
     def double_star_param(self, items: list) -> n.Param:
-        return n.Param(_span(*items), str(items[1]), "double_star", _part(items, "annotation"), None)
+        _, name, annotation = items
+        return n.Param(_span(*items), str(name), "double_star", annotation, None)
 
     def bare_star(self, items: list) -> n.Param:
         return n.Param(_span(*items), "*", "bare_star", None, None)
@@ -172,76 +166,77 @@ class Lower(Transformer):
     # ------------------------------------------------------------ walkers
 
     def walker(self, items: list) -> n.Walker:
-        keyword = _token(items, "WALKER")
-        async_ = _token(items, "ASYNC")
-        name = _token(items, "NAME")
+        async_, keyword, access, name, bases, *body = items
         members: list = []
         docstring = None
-        for item in items:
+        for item in body:
             if isinstance(item, tuple):  # a `has` statement's fields
                 members.extend(item)
-            elif isinstance(item, (n.Ability, n.Function)):
+            elif isinstance(item, _MEMBERS):
                 members.append(item)
-            elif isinstance(item, _Part) and item.kind == "doc" and docstring is None:
+            elif docstring is None:  # the first docstring in the body
                 docstring = item.value
         return n.Walker(
             _span(*items), str(name), Span.of_token(name), _span(async_ or keyword, keyword),
-            async_ is not None, _part(items, "access"), tuple(_part(items, "bases") or ()),
-            tuple(members), (), docstring,
+            async_ is not None, _text(access), bases or (), tuple(members), (), docstring,
         )
 
-    def access(self, items: list) -> _Part:
-        return _Part("access", str(items[0]), _span(*items))
+    def access(self, items: list) -> Token:
+        [word] = items  # `pub`, `priv` or `protect`
+        return word
 
-    def bases(self, items: list) -> _Part:
-        return _Part("bases", items)
+    def bases(self, items: list) -> tuple:
+        return tuple(items)
 
     def has_stmt(self, items: list) -> tuple:
-        static = _token(items, "STATIC") is not None
-        return tuple(replace(f, static=static) for f in _nodes(items, n.HasField))
+        static, _, *fields = items
+        return tuple(replace(f, static=static is not None) for f in fields)
 
     def has_item(self, items: list) -> n.HasField:
-        return n.HasField(_span(*items), str(items[0]), _part(items, "annotation"),
-                          _part(items, "default"), False)
+        name, annotation, default = items
+        return n.HasField(_span(*items), str(name), annotation, default, False)
 
     def ability(self, items: list) -> n.Ability:
-        event = _token(items, "ENTRY") or _token(items, "EXIT")
-        trigger = _part(items, "trigger")
-        trigger_span = next((i.span for i in items if isinstance(i, _Part) and i.kind == "trigger"),
-                            None)
-        name = _token(items, "NAME")
+        async_, _, name, trigger, event, body = items
         return n.Ability(
-            _span(*items), str(name) if name else None, str(event), trigger, trigger_span,
-            trigger == "`root", _token(items, "ASYNC") is not None, _part(items, "block"),
+            _span(*items), _text(name), str(event), _text(trigger),
+            Span.of_token(trigger) if trigger else None, _text(trigger) == "`root",
+            async_ is not None, body,
         )
 
-    def trigger(self, items: list) -> _Part:
-        return _Part("trigger", str(items[0]), _span(*items))
+    def trigger(self, items: list) -> Token:
+        [word] = items  # `Root`, another name, or `` `root ``
+        return word
 
     # ------------------------------------------------------------ statements
 
-    def block(self, items: list) -> _Part:
-        return _Part("block", tuple(i for i in items if isinstance(i, _STATEMENT)))
+    def block(self, items: list) -> tuple:
+        return tuple(items)  # `statement*`: nothing else reaches here
 
     def expr_stmt(self, items: list) -> n.ExprStmt:
-        return n.ExprStmt(items[0].span, items[0])
+        [value] = items
+        return n.ExprStmt(value.span, value)
 
     def assignment(self, items: list) -> n.Assign:
-        return n.Assign(_span(*items), tuple(items[:-1]), items[-1])
+        *targets, value = items
+        return n.Assign(_span(*items), tuple(targets), value)
 
     def typed_assignment(self, items: list) -> n.AnnAssign:
-        target = n.Name(Span.of_token(items[0]), str(items[0]))
-        value = items[2] if len(items) > 2 else None
-        return n.AnnAssign(_span(*items), target, _part(items, "annotation"), value)
+        name, annotation, value = items
+        target = n.Name(Span.of_token(name), str(name))
+        return n.AnnAssign(_span(*items), target, annotation, value)
 
     def aug_assignment(self, items: list) -> n.AugAssign:
-        return n.AugAssign(_span(*items), items[0], str(items[1])[:-1], items[2])
+        target, op, value = items
+        return n.AugAssign(_span(*items), target, str(op)[:-1], value)
 
     def report_stmt(self, items: list) -> n.Report:
-        return n.Report(_span(*items), items[1])
+        _, value = items
+        return n.Report(_span(*items), value)
 
     def return_stmt(self, items: list) -> n.Return:
-        return n.Return(_span(*items), items[1] if len(items) > 1 else None)
+        _, value = items
+        return n.Return(_span(*items), value)
 
     def disengage_stmt(self, items: list) -> n.Disengage:
         return n.Disengage(_span(*items))
@@ -253,58 +248,62 @@ class Lower(Transformer):
         return n.Continue(_span(*items))
 
     def raise_stmt(self, items: list) -> n.Raise:
-        exprs = items[1:]
-        return n.Raise(_span(*items), exprs[0] if exprs else None,
-                       exprs[1] if len(exprs) > 1 else None)
+        _, exc, cause = items
+        return n.Raise(_span(*items), exc, cause)
 
     def assert_stmt(self, items: list) -> n.Assert:
-        return n.Assert(_span(*items), items[1], items[2] if len(items) > 2 else None)
+        _, test, msg = items
+        return n.Assert(_span(*items), test, msg)
 
     def global_stmt(self, items: list) -> n.Global:
-        return n.Global(_span(*items), tuple(str(t) for t in items[1:]))
+        _, *names = items
+        return n.Global(_span(*items), tuple(map(str, names)))
 
     def nonlocal_stmt(self, items: list) -> n.Nonlocal:
-        return n.Nonlocal(_span(*items), tuple(str(t) for t in items[1:]))
+        _, *names = items
+        return n.Nonlocal(_span(*items), tuple(map(str, names)))
 
     def delete_stmt(self, items: list) -> n.Delete:
-        target = items[1]
+        _, target = items
         targets = target.elts if isinstance(target, n.TupleExpr) else (target,)
         return n.Delete(_span(*items), targets)
 
     def if_stmt(self, items: list) -> n.If:
-        orelse = _part(items, "else") or ()
-        for clause in reversed(_parts(items, "elif")):
-            test, body, span = clause
-            orelse = (n.If(span, test, body, orelse),)
-        return n.If(_span(*items), items[1], _part(items, "block"), orelse)
+        keyword, test, body, *elifs, orelse = items
+        orelse = orelse or ()
+        for clause in reversed(elifs):  # each `elif` is an If in the `else` of the one before
+            orelse = (replace(clause, orelse=orelse),)
+        # Like the other compound statements', the span ends where the block begins.
+        return n.If(_span(keyword, test), test, body, orelse)
 
-    def elif_clause(self, items: list) -> _Part:
-        return _Part("elif", (items[0], items[1].value, _span(*items)))
+    def elif_clause(self, items: list) -> n.If:
+        test, body = items
+        return n.If(_span(*items), test, body, ())
 
-    def else_clause(self, items: list) -> _Part:
-        return _Part("else", items[0].value)
+    def else_clause(self, items: list) -> tuple:
+        [body] = items
+        return body
 
-    def finally_clause(self, items: list) -> _Part:
-        return _Part("finally", items[0].value)
+    finally_clause = else_clause
 
     def while_stmt(self, items: list) -> n.While:
-        return n.While(_span(*items), items[1], _part(items, "block"), _part(items, "else") or ())
+        _, test, body, orelse = items
+        return n.While(_span(*items), test, body, orelse or ())
 
     def for_stmt(self, items: list) -> n.For:
-        return n.For(_span(*items), items[1], items[2], _part(items, "block"),
-                     _part(items, "else") or ())
+        _, target, iterable, body, orelse = items
+        return n.For(_span(*items), target, iterable, body, orelse or ())
 
     def targets(self, items: list) -> Any:
         return items[0] if len(items) == 1 else n.TupleExpr(_span(*items), tuple(items))
 
     def try_stmt(self, items: list) -> n.Try:
-        return n.Try(_span(*items), _part(items, "block"), _nodes(items, n.ExceptHandler),
-                     _part(items, "else") or (), _part(items, "finally") or ())
+        _, body, *handlers, orelse, finalbody = items
+        return n.Try(_span(*items), body, tuple(handlers), orelse or (), finalbody or ())
 
     def except_clause(self, items: list) -> n.ExceptHandler:
-        name = _token(items, "NAME")
-        return n.ExceptHandler(_span(*items), items[0], str(name) if name else None,
-                               _part(items, "block"))
+        type_, name, body = items
+        return n.ExceptHandler(_span(*items), type_, _text(name), body)
 
     # ------------------------------------------------------------ expressions
 
@@ -319,120 +318,132 @@ class Lower(Transformer):
         return _OperatorFold(items).fold()
 
     def call(self, items: list) -> n.Call:
-        args = items[1].value if len(items) > 2 else []
+        func, args, _ = items
+        args = args or ()
         positional = tuple(a for a in args if not isinstance(a, n.Keyword))
         keywords = tuple(a for a in args if isinstance(a, n.Keyword))
-        return n.Call(_span(*items), items[0], positional, keywords)
+        return n.Call(_span(*items), func, positional, keywords)
 
-    def arguments(self, items: list) -> _Part:
-        return _Part("args", items)
+    def arguments(self, items: list) -> tuple:
+        return tuple(items)
 
     def generator_arg(self, items: list) -> n.Comprehension:
-        return n.Comprehension(_span(*items), "generator", items[0], None, items[1])
+        elt, generators = items
+        return n.Comprehension(_span(*items), "generator", elt, None, generators)
 
     def keyword_arg(self, items: list) -> n.Keyword:
-        return n.Keyword(_span(*items), str(items[0]), items[1])
+        name, value = items
+        return n.Keyword(_span(*items), str(name), value)
 
     def star_arg(self, items: list) -> n.Starred:
-        return n.Starred(_span(*items), items[1])
+        _, value = items
+        return n.Starred(_span(*items), value)
+
+    starred = star_arg
 
     def double_star_arg(self, items: list) -> n.Keyword:
-        return n.Keyword(_span(*items), None, items[1])
+        _, value = items
+        return n.Keyword(_span(*items), None, value)
 
     def subscript(self, items: list) -> n.Subscript:
-        return n.Subscript(_span(*items), items[0], items[1])
+        value, index, _ = items
+        return n.Subscript(_span(*items), value, index)
 
     def subscript_tuple(self, items: list) -> n.TupleExpr:
         return n.TupleExpr(_span(*items), tuple(items))
 
     def slice(self, items: list) -> n.Slice:
-        present = [i for i in items if i is not None]
-        span = _span(*present) if present else None
-        lower, upper, step = (list(items) + [None])[:3]
-        return n.Slice(span or Span(0, 0, 0, 0), lower, upper, step)
+        # Omitted parts are None; the first colon is always there to take the span from.
+        lower, _, upper, _, step = items
+        return n.Slice(_span(*items), lower, upper, step)
 
     def attribute(self, items: list) -> n.Attribute:
-        return n.Attribute(_span(*items), items[0], str(items[1]), Span.of_token(items[1]))
+        value, name = items
+        return n.Attribute(_span(*items), value, str(name), Span.of_token(name))
 
     def name(self, items: list) -> n.Name:
-        return n.Name(Span.of_token(items[0]), str(items[0]))
+        [token] = items
+        return n.Name(Span.of_token(token), str(token))
 
     def self_ref(self, items: list) -> n.SelfRef:
-        return n.SelfRef(Span.of_token(items[0]))
+        [token] = items
+        return n.SelfRef(Span.of_token(token))
 
     def number(self, items: list) -> n.Constant | n.BadString:
-        span = Span.of_token(items[0])
-        try:
-            return n.Constant(span, _literal(str(items[0])))
-        except (SyntaxError, ValueError):
-            return n.BadString(span, f"invalid number literal `{items[0]}`")
+        [token] = items
+        return literals.number(token)
 
     def constant(self, items: list) -> n.Constant:
-        value = {"None": None, "True": True, "False": False, "...": ...}[str(items[0])]
-        return n.Constant(Span.of_token(items[0]), value)
+        [token] = items
+        value = {"None": None, "True": True, "False": False, "...": ...}[str(token)]
+        return n.Constant(Span.of_token(token), value)
 
     def string(self, items: list) -> n.Constant | n.FString | n.BadString:
-        token = items[0]
-        return _lower_string(token, self._parse_fstring_expr)
+        [token] = items
+        return literals.string(token, self._parse_fstring_expr)
 
     def strings(self, items: list) -> Any:
         if len(items) == 1:
             return items[0]
-        return _concatenate(_span(*items), items)
+        return literals.concatenate(_span(*items), items)
 
     def paren(self, items: list) -> Any:
-        return items[1]
+        _, value, _ = items
+        return value
 
     def tuple_display(self, items: list) -> n.TupleExpr:
         return n.TupleExpr(_span(*items), ())
 
     def generator(self, items: list) -> n.Comprehension:
-        return n.Comprehension(_span(*items), "generator", items[1], None, items[2])
+        _, elt, generators, _ = items
+        return n.Comprehension(_span(*items), "generator", elt, None, generators)
 
     def list_display(self, items: list) -> n.ListExpr:
-        return n.ListExpr(_span(*items), tuple(items[1].value) if len(items) > 2 else ())
+        _, elements, _ = items
+        return n.ListExpr(_span(*items), elements or ())
 
     def list_comp(self, items: list) -> n.Comprehension:
-        return n.Comprehension(_span(*items), "list", items[1], None, items[2])
+        _, elt, generators, _ = items
+        return n.Comprehension(_span(*items), "list", elt, None, generators)
 
     def dict_display(self, items: list) -> n.DictExpr:
-        pairs = items[1].value if len(items) > 2 else []
+        _, pairs, _ = items
+        pairs = pairs or ()
         return n.DictExpr(_span(*items), tuple(k for k, _ in pairs), tuple(v for _, v in pairs))
 
     def dict_comp(self, items: list) -> n.Comprehension:
-        return n.Comprehension(_span(*items), "dict", items[1], items[2], items[3])
+        _, key, value, generators, _ = items
+        return n.Comprehension(_span(*items), "dict", key, value, generators)
 
     def set_display(self, items: list) -> n.SetExpr:
-        return n.SetExpr(_span(*items), tuple(items[1].value))
+        _, elements, _ = items
+        return n.SetExpr(_span(*items), elements)
 
     def set_comp(self, items: list) -> n.Comprehension:
-        return n.Comprehension(_span(*items), "set", items[1], None, items[2])
+        _, elt, generators, _ = items
+        return n.Comprehension(_span(*items), "set", elt, None, generators)
 
-    def list_items(self, items: list) -> _Part:
-        return _Part("items", items)
+    def list_items(self, items: list) -> tuple:
+        return tuple(items)
 
-    set_items = list_items
-
-    def starred(self, items: list) -> n.Starred:
-        return n.Starred(_span(*items), items[1])
-
-    def dict_items(self, items: list) -> _Part:
-        return _Part("items", items)
+    set_items = dict_items = list_items
 
     def dict_item(self, items: list) -> tuple:
-        return (items[0], items[1])
+        key, value = items
+        return (key, value)
 
     def dict_unpack(self, items: list) -> tuple:
-        return (None, items[1])
+        _, value = items
+        return (None, value)
 
     def comp_for(self, items: list) -> tuple:
-        ifs = tuple(i.value for i in items if isinstance(i, _Part))
-        nested = items[-1] if isinstance(items[-1], tuple) else ()
-        here = n.CompFor(_span(items[0], items[2]), items[1], items[2], ifs)
-        return (here,) + nested
+        keyword, target, iterable, *ifs, nested = items
+        here = n.CompFor(_span(keyword, iterable), target, iterable, tuple(ifs))
+        return (here,) + (nested or ())
 
-    def comp_if(self, items: list) -> _Part:
-        return _Part("if", items[0], items[0].span)
+    def comp_if(self, items: list) -> n.Expr:
+        [test] = items
+        return test
 
 
 # ---------------------------------------------------------------- operators
@@ -516,186 +527,3 @@ class _OperatorFold:
             values = left.values if isinstance(left, n.BoolOp) and left.op == op else (left,)
             return n.BoolOp(span, op, values + (right,))
         return n.BinOp(span, left, op, right)
-
-
-# ---------------------------------------------------------------- literals
-
-
-def _literal(text: str) -> Any:
-    if text.isdigit() and text.isascii() and (text[0] != "0" or text == "0"):
-        return int(text)  # the common cases, without a trip through compile()
-    if text[0] in "\"'" and "\\" not in text and text[1:2] != text[0]:
-        return text[1:-1]
-    # Jac's literal syntax is Python's; an invalid escape is only a warning there.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return ast.literal_eval(text)
-
-
-def _prefix(text: str) -> str:
-    return text[: len(text) - len(text.lstrip("rRbBuUfF"))]
-
-
-def _lower_string(token: Token, parse_expr: Callable[[str], Any]) -> Any:
-    span = Span.of_token(token)
-    text = str(token)
-    prefix = _prefix(text)
-    try:
-        if "f" in prefix.lower():
-            return _lower_fstring(token, prefix, parse_expr)
-        return n.Constant(span, _literal(text))
-    except (SyntaxError, ValueError) as error:
-        return n.BadString(span, _string_error(error))
-    except _FStringError as error:
-        return n.BadString(span, str(error))
-
-
-def _string_error(error: Exception) -> str:
-    message = getattr(error, "msg", None) or str(error)
-    if message.startswith("(unicode error)"):
-        # "(unicode error) 'unicodeescape' codec can't decode bytes in position 0-2: truncated
-        # \xXX escape": only the reason means anything to the user.
-        return "invalid escape sequence: " + message.rsplit(": ", 1)[-1]
-    return message.split(" (", 1)[0]
-
-
-def _concatenate(span: Span, items: list) -> Any:
-    if any(isinstance(i, n.BadString) for i in items):
-        return next(i for i in items if isinstance(i, n.BadString))
-    if all(isinstance(i, n.Constant) for i in items):
-        values = [i.value for i in items]
-        if len({type(v) for v in values}) > 1:
-            return n.BadString(span, "cannot mix bytes and nonbytes literals")
-        return n.Constant(span, values[0][:0].join(values))
-    if any(isinstance(i, n.Constant) and isinstance(i.value, bytes) for i in items):
-        return n.BadString(span, "cannot mix bytes and nonbytes literals")
-    parts: list = []
-    for item in items:
-        parts.extend(item.parts if isinstance(item, n.FString) else (item.value,))
-    return n.FString(span, tuple(_merge_text(parts)))
-
-
-def _merge_text(parts: list) -> list:
-    merged: list = []
-    for part in parts:
-        if isinstance(part, str) and merged and isinstance(merged[-1], str):
-            merged[-1] += part
-        elif part != "":
-            merged.append(part)
-    return merged
-
-
-class _FStringError(Exception):
-    pass
-
-
-def _lower_fstring(token: Token, prefix: str, parse_expr: Callable[[str], Any]) -> n.FString:
-    """Split an f-string into text and `{expression}` parts; parse each expression as Jac."""
-    text = str(token)
-    quote = text[len(prefix):len(prefix) + 3]
-    quote = quote if quote in ('"""', "'''") else quote[0]
-    body_start = len(prefix) + len(quote)
-    body = text[body_start: len(text) - len(quote)]
-    raw = "r" in prefix.lower()
-    plain_prefix = "r" if raw else ""
-
-    def literal(chunk: str) -> str:
-        return _literal(plain_prefix + quote + chunk + quote) if chunk else ""
-
-    def position(offset: int) -> tuple[int, int]:
-        before = text[: body_start + offset]
-        line = token.line + before.count("\n")
-        column = len(before) - before.rfind("\n") if "\n" in before else token.column + len(before)
-        return line, column
-
-    parts = _split_fstring(body, 0, literal, position, parse_expr)
-    return n.FString(Span.of_token(token), tuple(_merge_text(parts)))
-
-
-def _split_fstring(body: str, offset: int, literal: Callable, position: Callable,
-                   parse_expr: Callable) -> list:
-    parts: list = []
-    chunk = ""
-    i = 0
-    while i < len(body):
-        char = body[i]
-        if char in "{}" and body[i + 1: i + 2] == char:
-            chunk += char
-            i += 2
-            continue
-        if char == "}":
-            raise _FStringError("f-string: single '}' is not allowed")
-        if char != "{":
-            chunk += char
-            i += 1
-            continue
-        parts.append(_fstring_literal(chunk, literal))
-        chunk = ""
-        end, conversion_at, spec_at = _field_end(body, i + 1)
-        expr_end = conversion_at if conversion_at is not None else spec_at if spec_at is not None else end
-        expr_text = body[i + 1: expr_end]
-        shown = None  # `{x=}` and `{x = }` show their own text, then the value
-        if expr_text.rstrip().endswith("=") and not expr_text.rstrip().endswith(
-                ("==", "!=", "<=", ">=")):
-            shown, expr_text = expr_text, expr_text.rstrip()[:-1]
-        if not expr_text.strip():
-            raise _FStringError("f-string: empty expression not allowed")
-        line, column = position(offset + i + 1)
-        expr = parse_expr("\n" * (line - 1) + " " * (column - 1) + expr_text)
-        conversion = None
-        if conversion_at is not None:
-            conversion = body[conversion_at + 1: spec_at if spec_at is not None else end]
-            if conversion not in ("r", "s", "a"):
-                raise _FStringError("f-string: invalid conversion character: expected 's', 'r', or 'a'")
-        spec = None
-        if spec_at is not None:
-            spec_parts = _split_fstring(body[spec_at + 1: end], offset + spec_at + 1, literal,
-                                        position, parse_expr)
-            spec = n.FString(expr.span, tuple(_merge_text(spec_parts)))
-        if shown is not None:
-            parts.append(shown)
-            if conversion is None and spec is None:
-                conversion = "r"  # Python's default for `{x=}`
-        parts.append(n.FormattedValue(expr.span, expr, conversion, spec))
-        i = end + 1
-    parts.append(_fstring_literal(chunk, literal))
-    return parts
-
-
-def _fstring_literal(chunk: str, literal: Callable) -> str:
-    try:
-        return literal(chunk)
-    except (SyntaxError, ValueError) as error:
-        raise _FStringError(_string_error(error)) from None
-
-
-def _field_end(body: str, start: int) -> tuple[int, int | None, int | None]:
-    """Index of the `}` closing a replacement field, and of its `!` and `:` if any."""
-    depth = 0
-    quote = None
-    conversion_at = spec_at = None
-    i = start
-    while i < len(body):
-        char = body[i]
-        if quote:
-            if char == "\\":
-                i += 1
-            elif body.startswith(quote, i):
-                i += len(quote) - 1
-                quote = None
-        elif char in "'\"" and spec_at is None:
-            quote = body[i: i + 3] if body[i: i + 3] in ('"""', "'''") else char
-            i += len(quote) - 1
-        elif char in "([{":
-            depth += 1
-        elif char in ")]}" and depth:
-            depth -= 1
-        elif depth == 0 and char == "}":
-            return i, conversion_at, spec_at
-        elif depth == 0 and spec_at is None:
-            if char == "!" and body[i + 1: i + 2] != "=" and conversion_at is None:
-                conversion_at = i
-            elif char == ":":
-                spec_at = i
-        i += 1
-    raise _FStringError("f-string: expecting '}'")

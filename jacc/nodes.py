@@ -6,8 +6,8 @@ shape closely so that codegen is a direct translation.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Union
+from dataclasses import dataclass, fields
+from typing import Any, Iterator, Union
 
 from .source import Span
 
@@ -393,3 +393,31 @@ Element = Union[ImportFrom, ImportModule, Glob, Function, Walker]
 class Module(Node):
     docstring: str | None
     body: tuple[Element, ...]
+
+
+# ------------------------------------------------------------------ traversal
+
+NODE_CLASSES = tuple(c for c in list(globals().values())
+                     if isinstance(c, type) and issubclass(c, Node) and c is not Node)
+_CHILD_FIELDS = {c: tuple(f.name for f in fields(c) if f.name != "span") for c in NODE_CLASSES}
+# What a field may hold besides nodes: names, flags, positions, the values of literals.
+_LEAVES = (str, bytes, int, float, complex, type(None), type(...), Span)
+
+
+def children(node: Node) -> Iterator[Node]:
+    """The nodes directly below `node`, in field order (like `ast.iter_child_nodes`).
+
+    Anything in a field that is neither a node nor a plain value raises: a stage
+    that left something half-built there must not be skipped silently.
+    """
+    names = _CHILD_FIELDS.get(type(node))
+    if names is None:
+        raise TypeError(f"{type(node).__name__} is not a node of jacc.nodes")
+    for name in names:
+        value = getattr(node, name)
+        for item in value if isinstance(value, tuple) else (value,):
+            if isinstance(item, Node):
+                yield item
+            elif not isinstance(item, _LEAVES):
+                raise TypeError(f"{type(node).__name__}.{name} holds a "
+                                f"{type(item).__name__}, not a node")

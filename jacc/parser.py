@@ -18,7 +18,8 @@ from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedInput, Un
 from . import nodes as n
 from .diagnostics import Diagnostic, JacError
 from .lexer import JacLexer
-from .lower import Lower, _FStringError, _span_of
+from .literals import FStringError
+from .lower import Lower, _span_of
 from .source import Source, Span
 
 _UNSUPPORTED_PREFIX = "UNSUPPORTED_"
@@ -59,7 +60,7 @@ def _parse_fstring_expr(text: str) -> Any:
     try:
         return _lark().parse(text, start="fstring_expr")
     except LarkError:
-        raise _FStringError("f-string: invalid expression") from None
+        raise FStringError("f-string: invalid expression") from None
 
 
 def parse_module(source: Source) -> n.Module:

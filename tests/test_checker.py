@@ -1,4 +1,4 @@
-"""Diagnostics (SPEC §3): golden `.err` files, one bad program per code, and the
+"""Diagnostics (docs/diagnostics.md): golden `.err` files, one bad program per code, and the
 rules every diagnostic follows.
 
 Each `cases/NAME.jac` is compiled with the name `cases/NAME.jac`. A program that
@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import os
 import re
+import sys
+import types
 from pathlib import Path
 
 import pytest
 
-from jacc.compiler import compile_source
+import jacc_runtime
+from jacc.compiler import Compiled, compile_source
 from jacc.diagnostics import CODES, Diagnostic, JacError
 from jacc.source import Source, Span
 
@@ -60,6 +63,23 @@ def _diagnostics(text: str, name: str = "app.jac") -> list[Diagnostic]:
     with pytest.raises(JacError) as info:
         compile_source(text, name=name)
     return info.value.diagnostics
+
+
+def _accepted(text: str) -> Compiled:
+    """A program the checker must accept without a word: no error, no warning."""
+    compiled = compile_source(text)
+    assert compiled.warnings == [], [w.render(compiled.source) for w in compiled.warnings]
+    return compiled
+
+
+def _walker(text: str, name: str = "W", **modules: types.ModuleType) -> type:
+    """The walker class an accepted program defines; `modules` stand in for its imports."""
+    namespace: dict = {"__name__": "accepted"}
+    with pytest.MonkeyPatch.context() as patch:
+        for module_name, module in modules.items():
+            patch.setitem(sys.modules, module_name, module)
+        exec(_accepted(text).code, namespace)
+    return namespace[name]
 
 
 # ---------------------------------------------------------------- goldens
@@ -246,8 +266,6 @@ def test_legacy_root_spelling_is_accepted_with_a_warning() -> None:
     assert warning.span == Span(5, 19, 5, 23)
     namespace: dict = {}
     exec(compiled.code, namespace)
-    import jacc_runtime
-
     assert jacc_runtime.run(namespace["Echo"](message="hi")) == ["hi"]
 
 
@@ -301,13 +319,19 @@ def test_inherited_members_are_known_to_self() -> None:
     text = ("\nwalker Base {\n    has origin: str = \"b\";\n"
             "    def helper() -> int { return 1; }\n}\n"
             "walker W(Base) {\n    can a with entry { report [self.origin, self.helper()]; }\n}\n")
-    compile_source(text)
+    walker = _walker(text)
+    assert [f.name for f in walker.__jacc_spec__.fields] == ["origin"]
+    assert jacc_runtime.run(walker()) == [["b", 1]]
 
 
 def test_self_members_of_a_foreign_base_are_not_checked() -> None:
     text = ("\nimport from mylib { Mixin }\nwalker W(Mixin) {\n"
             "    can a with entry { report self.anything; }\n}\n")
-    compile_source(text)
+    mylib = types.ModuleType("mylib")
+    mylib.Mixin = type("Mixin", (), {"anything": "from the mixin"})
+    walker = _walker(text, mylib=mylib)
+    assert issubclass(walker, mylib.Mixin) and walker.__jacc_spec__.fields == ()
+    assert jacc_runtime.run(walker()) == ["from the mixin"]
 
 
 def test_did_you_mean_for_an_undefined_name() -> None:
@@ -324,7 +348,7 @@ def test_did_you_mean_for_an_undefined_name() -> None:
     "walker known {}",
 ])
 def test_names_defined_at_module_level_are_known(definition: str) -> None:
-    compile_source(f"\n{definition}\ndef f() {{\n    return known;\n}}\n")
+    _accepted(f"\n{definition}\ndef f() {{\n    return known;\n}}\n")
 
 
 @pytest.mark.parametrize("body", [
@@ -337,7 +361,7 @@ def test_names_defined_at_module_level_are_known(definition: str) -> None:
     "global counter; counter = 2; return counter;",
 ])
 def test_local_names_are_known(body: str) -> None:
-    compile_source(f"\nglob counter = 0;\ndef f(p: int = 1) {{\n    {body}\n}}\n")
+    _accepted(f"\nglob counter = 0;\ndef f(p: int = 1) {{\n    {body}\n}}\n")
 
 
 def test_a_comprehension_variable_does_not_leak() -> None:
@@ -347,8 +371,12 @@ def test_a_comprehension_variable_does_not_leak() -> None:
 
 
 def test_await_in_async_code_is_accepted() -> None:
-    compile_source("\nimport asyncio;\nasync def f() {\n    await asyncio.sleep(0);\n}\n"
-                   "async walker W {\n    async can a with entry { await f(); }\n}\n")
+    walker = _walker("\nimport asyncio;\nasync def f() {\n    await asyncio.sleep(0);\n"
+                     "    return 1;\n}\n"
+                     "async walker W {\n    async can a with entry { report await f(); }\n}\n")
+    assert walker.__jacc_spec__.is_async
+    assert [a.__name__ for a in walker.__jacc_spec__.entries] == ["a"]
+    assert jacc_runtime.run(walker()) == [1]
 
 
 def test_await_in_a_plain_function() -> None:
@@ -365,18 +393,24 @@ def test_restspec_as_a_plain_name_is_refused() -> None:
 @pytest.mark.parametrize("protocol", ['"http"', '"websocket"', '"ws"', '"WS"',
                                       "APIProtocol.HTTP", "APIProtocol.WEBSOCKET"])
 def test_accepted_protocol_spellings(protocol: str) -> None:
-    compile_source(f"\n@restspec(protocol={protocol})\nasync walker W {{}}\n")
+    spec = _walker(f"\n@restspec(protocol={protocol})\nasync walker W {{}}\n").__jacc_spec__
+    assert spec.protocol == ("http" if "HTTP" in protocol.upper() else "websocket")
+    assert (spec.broadcast, spec.public) == (False, False)
 
 
 @pytest.mark.parametrize("method", ["GET", "POST", "PUT", "PATCH", "DELETE", "get"])
 def test_accepted_methods(method: str) -> None:
-    compile_source(f'\n@restspec(method="{method}", path="/w")\nwalker W {{}}\n')
+    spec = _walker(f'\n@restspec(method="{method}", path="/w")\nwalker W {{}}\n').__jacc_spec__
+    assert (spec.protocol, spec.method, spec.path) == ("http", method.upper(), "/w")
 
 
 def test_other_decorators_are_python_decorators() -> None:
     text = ("\nimport functools;\n@functools.cache\ndef f(x: int) -> int {\n    return x;\n}\n"
-            "@restspec(protocol=\"ws\")\n@functools.total_ordering\nasync walker W {}\n")
-    compile_source(text)
+            "def tag(cls: type) -> type {\n    cls.tagged = f(1);\n    return cls;\n}\n"
+            "@restspec(protocol=\"ws\")\n@tag\nasync walker W {}\n")
+    walker = _walker(text)
+    assert walker.tagged == 1
+    assert walker.__jacc_spec__.protocol == "websocket"
 
 
 def test_an_unknown_decorator_name_is_undefined() -> None:
@@ -408,11 +442,9 @@ def test_names_used_later_at_run_time_may_be_defined_below() -> None:
     text = ("\nglob a = 1, b = a;\nwalker W {\n    has n: int = LIMIT;\n"
             "    can go with entry { report [helper(), self.n, b]; }\n}\n"
             "def helper() -> int {\n    return LIMIT;\n}\nglob LIMIT = 7;\n")
-    namespace: dict = {}
-    exec(compile_source(text).code, namespace)
-    import jacc_runtime
-
-    assert jacc_runtime.run(namespace["W"]()) == [[7, 7, 1]]
+    walker = _walker(text)
+    assert [f.name for f in walker.__jacc_spec__.fields] == ["n"]
+    assert jacc_runtime.run(walker()) == [[7, 7, 1]]
 
 
 @pytest.mark.parametrize("text", [
@@ -431,9 +463,11 @@ def test_jac_builtins_cannot_be_redefined(text: str) -> None:
 
 
 def test_jac_builtins_may_be_imported_from_jaclang() -> None:
-    compile_source("\nimport from jaclang.runtimelib.server { APIProtocol, Root }\n"
-                   "@restspec(protocol=APIProtocol.WEBSOCKET)\nasync walker W {\n"
-                   "    async can a with Root entry { report 1; }\n}\n")
+    walker = _walker("\nimport from jaclang.runtimelib.server { APIProtocol, Root }\n"
+                     "@restspec(protocol=APIProtocol.WEBSOCKET)\nasync walker W {\n"
+                     "    async can a with Root entry { report 1; }\n}\n")
+    assert walker.__jacc_spec__.protocol == "websocket"
+    assert jacc_runtime.run(walker()) == [1]
 
 
 @pytest.mark.parametrize("snippet", [
@@ -465,7 +499,7 @@ def test_argument_order_follows_python(snippet: str, message: str) -> None:
 
 
 def test_argument_orders_python_accepts() -> None:
-    compile_source("\ndef f(*a, **k) {\n    return f(1, *a, x=1, *a, **k, y=2);\n}\n")
+    _accepted("\ndef f(*a, **k) {\n    return f(1, *a, x=1, *a, **k, y=2);\n}\n")
 
 
 @pytest.mark.parametrize(("params", "message"), [
@@ -482,7 +516,7 @@ def test_parameter_lists_python_refuses(params: str, message: str) -> None:
 
 @pytest.mark.parametrize("params", ["*, a", "*, a, b=1, **c", "a, *b, c, **d", "a=1, *, b"])
 def test_parameter_lists_python_accepts(params: str) -> None:
-    compile_source(f"\ndef f({params}) {{}}\n")
+    _accepted(f"\ndef f({params}) {{}}\n")
 
 
 @pytest.mark.parametrize("name", ["__init__", "__new__", "__init_subclass__"])
@@ -503,11 +537,7 @@ def test_pythons_own_attributes_of_self_are_known() -> None:
             "        report [self.__class__.__name__, type(self.__dict__).__name__,\n"
             "                self.__doc__];\n"
             "    }\n}\n")
-    namespace: dict = {}
-    exec(compile_source(text).code, namespace)
-    import jacc_runtime
-
-    assert jacc_runtime.run(namespace["W"]()) == [["W", "dict", None]]
+    assert jacc_runtime.run(_walker(text)()) == [["W", "dict", None]]
 
 
 @pytest.mark.parametrize("name", ["__jacc_lines__", "__jacc_source__", "__file__"])

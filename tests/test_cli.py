@@ -1,4 +1,4 @@
-"""The `jacc` command through a real process: exit status 0 / 1 / 2 (SPEC §1)."""
+"""The `jacc` command through a real process: exit status 0 / 1 / 2 (docs/diagnostics.md)."""
 
 from __future__ import annotations
 
@@ -106,6 +106,21 @@ def test_build_output_runs(work: Path) -> None:
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[{'echo': 'hi'}]"
+
+
+def test_build_of_every_slice_form_runs(work: Path) -> None:
+    # Found by a new user: `x[:]` was an internal compiler error (exit 2) in check and build.
+    (work / "slices.jac").write_text(
+        "\nwalker : pub S {\n    can go with entry {\n        x = [0, 1, 2, 3];\n"
+        "        report [x[:], x[::2], x[1:], x[:-1], x[::-1]];\n    }\n}\n", encoding="utf-8")
+    assert run("check", "slices.jac", cwd=work).returncode == 0
+    result = run("build", "slices.jac", cwd=work)
+    assert result.returncode == 0, result.stderr
+    code = "import slices, jacc_runtime; print(jacc_runtime.run(slices.S()))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=work, capture_output=True,
+                            text=True, timeout=60)
+    assert result.stdout.strip() == str([[[0, 1, 2, 3], [0, 2], [1, 2, 3], [0, 1, 2],
+                                          [3, 2, 1, 0]]]), result.stderr
 
 
 # ---------------------------------------------------------------- the user's errors: 1

@@ -1,5 +1,5 @@
-"""Compiled modules (SPEC §4): deterministic output with a header, located Python
-`ast`, and every sample checking clean and building."""
+"""Compiled modules (docs/language.md, "Generated code"): deterministic output with a
+header, located Python `ast`, and every sample checking clean and building."""
 
 from __future__ import annotations
 
@@ -15,11 +15,17 @@ import pytest
 
 import jacc_runtime
 from jacc import __version__
-from jacc.compiler import build_file, check_file, compile_source
+from jacc.codegen import generate
+from jacc.compiler import build_file, check_file, compile_source, load_module
+from jacc.diagnostics import JacError
+from jacc.parser import parse_module
+from jacc.source import Source
+from positions import misplaced
 
 ROOT = Path(__file__).parent.parent
 SAMPLES = sorted((ROOT / "samples").glob("*.jac"))
-FORMS = Path(__file__).parent / "cases" / "forms.jac"
+CASES = Path(__file__).parent / "cases"
+FORMS = CASES / "forms.jac"
 
 
 def _import(path: Path, name: str) -> types.ModuleType:
@@ -134,20 +140,91 @@ def test_header_comes_before_the_module_docstring(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- located Python ast
 
 
-@pytest.mark.parametrize("path", [FORMS, *SAMPLES], ids=lambda p: p.name)
-def test_every_generated_node_has_a_position_inside_the_jac_file(path: Path) -> None:
-    from jacc.codegen import generate
-    from jacc.parser import parse_module
-    from jacc.source import Source
+def _compiles(path: Path) -> bool:
+    try:
+        compile_source(path.read_text(encoding="utf-8"))
+    except JacError:
+        return False
+    return True
 
+
+# Every program of the test suite that compiles: samples, golden cases, warnings' cases.
+COMPILING = [*SAMPLES, *(p for p in sorted(CASES.glob("*.jac")) if _compiles(p))]
+
+
+@pytest.mark.parametrize("path", COMPILING, ids=lambda p: p.name)
+def test_every_generated_node_has_a_valid_position_inside_the_jac_file(path: Path) -> None:
     text = path.read_text(encoding="utf-8")
-    last = text.count("\n") + 1
-    # generate() itself, not compile_source(), whose fallback would fill in gaps.
     tree = generate(parse_module(Source(path.name, text)))
-    for node in ast.walk(tree):
-        if "lineno" in node._attributes:
-            assert getattr(node, "lineno", None) is not None, ast.dump(node)
-            assert 1 <= node.lineno <= node.end_lineno <= last, ast.dump(node)
+    assert misplaced(tree, text) == []
+
+
+# Each form of slice, with parts omitted, in each position an expression can take.
+SLICES = '''
+glob XS = [0, 1, 2, 3, 4, 5], HEAD = XS[:2];
+
+def pick(xs: list = XS[::-1]) -> list {
+    return [xs[:], xs[::2], xs[1:], xs[:-1], xs[::-1]];
+}
+
+walker : pub Slices {
+    has n: int = 2, tail: list = XS[-2:];
+    static has every_third: list = XS[::3];
+
+    can go with entry {
+        x = list(XS);
+        report x[:];
+        report [x[::2], x[1:], x[:-1], x[::-1], x[1:5:2], x[:self.n], x[self.n::], x[:2:]];
+        report [pick(x), pick()[0]];
+        report [f"{x[:2]}|{x[::-2]!r:>10}", {k: x[k:][:1] for k in range(2)}];
+        y = x[:];
+        y[:2] = [9, 9];
+        y[::2] = [7, 7, 7];
+        del y[1:2];
+        y[-1:] += [8];
+        for y[:1] in [[6]] { }
+        report [y, x, "abc"[::-1], sorted(x[3:], reverse=True)[:], HEAD, self.tail];
+        report [Slices.every_third, [r[::] for r in [x[:1]]], (x[:],)[0][0:1]];
+    }
+}
+'''
+SLICE_REPORTS = [
+    [0, 1, 2, 3, 4, 5],
+    [[0, 2, 4], [1, 2, 3, 4, 5], [0, 1, 2, 3, 4], [5, 4, 3, 2, 1, 0], [1, 3], [0, 1],
+     [2, 3, 4, 5], [0, 1]],
+    [[[0, 1, 2, 3, 4, 5], [0, 2, 4], [1, 2, 3, 4, 5], [0, 1, 2, 3, 4], [5, 4, 3, 2, 1, 0]],
+     [5, 4, 3, 2, 1, 0]],
+    ["[0, 1]| [5, 3, 1]", {0: [0], 1: [1]}],
+    [[6, 7, 3, 7, 5, 8], [0, 1, 2, 3, 4, 5], "cba", [5, 4, 3], [0, 1], [4, 5]],
+    [[0, 3], [[0]], [0]],
+]
+
+
+def test_every_slice_form_is_located() -> None:
+    tree = generate(parse_module(Source("slices.jac", SLICES)))
+    assert misplaced(tree, SLICES) == []
+    lines = SLICES.split("\n")
+    slices = [node for node in ast.walk(tree) if isinstance(node, ast.Slice)]
+    assert len(slices) == 35
+    for node in slices:  # Python's own place for a slice: from its first part to its last
+        text = lines[node.lineno - 1][node.col_offset:node.end_col_offset]
+        assert ":" in text and text == text.strip("[]"), (text, ast.dump(node))
+
+
+def test_slices_with_omitted_parts_build_and_run(tmp_path: Path) -> None:
+    source = tmp_path / "slices.jac"
+    source.write_text(SLICES, encoding="utf-8")
+    built = _import(build_file(source, tmp_path / "slices_built.py").path, "slices_built")
+    in_memory = load_module(source, "slices_in_memory")
+    for module in (built, in_memory):
+        assert jacc_runtime.run(module.Slices()) == SLICE_REPORTS
+
+
+def test_a_static_field_without_a_default_is_none_and_located() -> None:
+    text = ("\nwalker W {\n    static has total: int;\n"
+            "    can go with entry { report W.total; }\n}\n")
+    assert misplaced(compile_source(text).tree, text) == []
+    assert _run(text) == [None]
 
 
 def test_statements_carry_the_line_of_their_jac_statement() -> None:

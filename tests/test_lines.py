@@ -1,6 +1,6 @@
 """An exception raised inside an ability names `app.jac` and the line of the Jac
-statement that raised it (SPEC §4), for a module built by `jacc build` (line table
-+ traceback rewrite) and for one compiled in memory (located `ast`)."""
+statement that raised it (docs/language.md), for a module built by `jacc build`
+(line table + traceback rewrite) and for one compiled in memory (located `ast`)."""
 
 from __future__ import annotations
 

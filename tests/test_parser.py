@@ -1,4 +1,4 @@
-"""The grammar (SPEC §2): the seed's walkers verbatim, every statement and expression
+"""The grammar (docs/language.md): the seed's walkers verbatim, every statement and expression
 form, and the golden build of each program in `cases/` that compiles.
 
 `cases/NAME.jac` that compiles must have `NAME.py` beside it: what `jacc build`
@@ -205,7 +205,7 @@ def test_golden_module_compiles_and_imports_only_the_runtime(name: str) -> None:
     assert not {m for m in imported if m.split(".")[0] in ("jacc", "lark", "jaclang")}
 
 
-# ---------------------------------------------------------------- every form of SPEC §2
+# ---------------------------------------------------------------- every form of the subset
 
 FORMS = CASES / "forms.jac"
 

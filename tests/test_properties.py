@@ -1,9 +1,10 @@
 """Properties over open-ended input (hypothesis).
 
 (a) No injection: any string written as a Jac literal is that same string at run
-    time, compiled in memory and through the built `.py` (SPEC §4).
+    time, compiled in memory and through the built `.py` (docs/language.md).
 (b) Robustness: whatever the source text, the compiler either compiles it or raises
-    `JacError` (SPEC §3: never a traceback). At least 2,000 examples in all.
+    `JacError` (docs/diagnostics.md: never a traceback). At least 2,000 examples in
+    all. Every node of what compiles has a valid position in the source.
 (c) Diagnostics always render, and every span lies inside the source.
 
 `JACC_PROPERTY_SCALE=20 pytest tests/test_properties.py` runs twenty times as many
@@ -25,6 +26,7 @@ import jacc_runtime
 from jacc.codegen import module_source
 from jacc.compiler import Compiled, compile_source
 from jacc.diagnostics import CODES, JacError
+from positions import misplaced
 
 SCALE = int(os.environ.get("JACC_PROPERTY_SCALE", "1"))
 TESTS = Path(__file__).resolve().parent
@@ -84,6 +86,9 @@ def compile_or_diagnose(text: str) -> Compiled | JacError:
     except JacError as error:
         assert_well_formed(error, text)
         return error
+    # Every node placed inside the file: compile() refuses a missing position but lets
+    # some wrong ones through, so check them all.
+    assert misplaced(compiled.tree, text) == []
     # What compiles must also build: the written module is valid Python.
     built = module_source(compiled.tree, "app.jac")
     compile(built, "app.py", "exec", dont_inherit=True)
@@ -212,6 +217,7 @@ async def fetch(n: int) -> list[int] {
     pairs = {k: v for (k, v) in zip("ab", [1, 2])};
     unique = {c for c in "hello"};
     total = sum(x for x in values);
+    values[:] = values[::-1][:];
     return values[1:] + values[::2] + values[:-1:1] + [len(pairs), len(unique), total];
 }
 
@@ -221,6 +227,7 @@ async walker : pub Chat {
     has message: str, tags: list[str] = [];
     has extra: dict[str, int] | None = None;
     static has count: int = 0;
+    static has last: str;
 
     async can handle with Root entry {
         Chat.count += 1;
@@ -392,6 +399,14 @@ _SLOPPY_NAMES = _SAFE_NAMES + ["undefined", "_jacc", "await", "APIProtocol", "se
 _ATTRIBUTES = st.sampled_from(["real", "upper", "y", "count", "bit_length", "__class__"])
 
 
+def _slice_parts(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    """`lower:upper:step` with any part left out, and the second colon there or not."""
+    part = st.one_of(st.just(""), inner)
+    step = st.one_of(st.none(), part)  # None: no second colon
+    return st.tuples(part, part, step).map(
+        lambda t: f"{t[0]}:{t[1]}" + ("" if t[2] is None else f":{t[2]}"))
+
+
 def _expressions(sloppy: bool, is_async: bool, bounded: bool = False) -> st.SearchStrategy[str]:
     """Expressions; `bounded` ones are also quick to run (no `**`, no repeated strings)."""
     names = st.sampled_from(_SLOPPY_NAMES if sloppy else _SAFE_NAMES)
@@ -420,7 +435,7 @@ def _expressions(sloppy: bool, is_async: bool, bounded: bool = False) -> st.Sear
                 lambda t: f"{t[0]}({', '.join(t[1])})"),
             st.tuples(inner, inner).map(lambda t: f"{t[0]}(*{t[1]}, key={t[1]}, **{t[0]})"),
             st.tuples(inner, inner).map(lambda t: f"{t[0]}[{t[1]}]"),
-            st.tuples(inner, inner).map(lambda t: f"{t[0]}[{t[1]}:{t[0]}:]"),
+            st.tuples(inner, _slice_parts(inner)).map(lambda t: f"{t[0]}[{t[1]}]"),
             st.tuples(inner, _ATTRIBUTES).map(lambda t: f"{t[0]}.{t[1]}"),
             st.lists(inner, max_size=3).map(lambda xs: f"[{', '.join(xs)}]"),
             st.lists(inner, min_size=1, max_size=3).map(lambda xs: f"({', '.join(xs)},)"),
@@ -451,7 +466,7 @@ _SAFE_STATEMENTS = [
     "while {e} {{ x = {e}; break; }}", "raise {e};", "raise {e} from {e};", "assert {e}, {e};",
     "try {{ report {e}; }} except {e} as err {{ report err; }} else {{ report {e}; }}",
     "try {{ x = {e}; }} finally {{ report {e}; }}", "del x;", "return {e};",
-    "if {e} {{ disengage; }}",
+    "if {e} {{ disengage; }}", "x[{s}] = {e};", "del x[{s}];",
 ]
 _SLOPPY_STATEMENTS = _SAFE_STATEMENTS + [
     "del {e};", "{e} = {e};", "global {e};", "nonlocal x;", "{e} += {e};", "break;",
@@ -473,7 +488,9 @@ def random_program(draw: st.DrawFn, sloppy: bool | None = None, bounded: bool = 
             if not in_walker and not sloppy and ("self" in form or "report" in form
                                                  or "disengage" in form):
                 continue
-            out.append(form.format(e=draw(expressions)) if "{e}" in form else form)
+            parts = {"e": draw(expressions) if "{e}" in form else "",
+                     "s": draw(_slice_parts(expressions)) if "{s}" in form else ""}
+            out.append(form.format(**parts))
         return " ".join(out)
 
     body = statements(draw(st.integers(1, 5)), in_walker=True)
