@@ -30,7 +30,7 @@ from typing import Any, AsyncIterator, Iterable, Mapping
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
@@ -38,6 +38,7 @@ from .accounts import AccountError, AccountStore
 from .auth import AuthError, Identity, TokenService
 from .ws.backplane import Backplane, MemoryBackplane
 from .config import AuthConfig, Config, ServerConfig, WebSocketConfig
+from .http import BodyLimit
 from .ws.connections import ConnectionRegistry
 from .openapi import openapi_document
 from .origins import origin_allowed
@@ -67,7 +68,6 @@ logger = logging.getLogger("jacc.app")
 __all__ = ["JaccApp", "default_config"]
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-_ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
 def default_config(app_dir: Path | None = None) -> Config:
@@ -112,13 +112,19 @@ class JaccApp:
         self._closing = False
         self._starlette = Starlette(
             routes=[],
-            exception_handlers={HTTPException: _http_error, Exception: _internal_error},
+            exception_handlers={
+                HTTPException: _http_error,
+                ProtocolError: _protocol_error,
+                ClientDisconnect: _client_gone,
+                Exception: _internal_error,
+            },
             lifespan=self._lifespan,
         )
+        self._asgi = BodyLimit(self._starlette, self.config.server.max_body_bytes)
         self.set_walkers(walkers)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        await self._starlette(scope, receive, send)
+        await self._asgi(scope, receive, send)
 
     def set_walkers(
         self, walkers: Iterable[type[Walker]] | Mapping[str, type[Walker]]
@@ -182,11 +188,12 @@ class JaccApp:
             Route("/user/register", self._register, methods=["POST"]),
             Route("/user/login", self._login, methods=["POST"]),
             Route("/user/refresh-token", self._refresh_token, methods=["POST"]),
-            Route("/walker/{name}", self._walker_endpoint, methods=_ALL_METHODS),
+            # An ASGI endpoint gets every method: it knows each walker's own (405 and `Allow`).
+            Route("/walker/{name}", _HttpWalker(self)),
         ]
         for method, path, binding in self.http_routes():
             if not path.startswith("/walker/"):
-                routes.append(Route(path, _CustomRoute(self, binding.name), methods=[method]))
+                routes.append(Route(path, _HttpWalker(self, binding.name), methods=[method]))
         return routes
 
     @contextlib.asynccontextmanager
@@ -200,20 +207,15 @@ class JaccApp:
 
     # --- HTTP walkers --------------------------------------------------------------
 
-    async def _walker_endpoint(self, request: Request) -> Response:
-        return await self.run_http_walker(request, request.path_params["name"])
-
     async def run_http_walker(self, request: Request, name: str) -> Response:
         """Run the HTTP walker `name` for `request` and answer with the JSON envelope."""
         binding = self.bindings.get(name)
         try:
             if binding is None or binding.spec.is_websocket:
                 raise ProtocolError(NOT_FOUND, f"no HTTP walker named `{name}`")
-            method = request.method
-            if method != "POST" and method != binding.spec.method:
-                raise ProtocolError(
-                    METHOD_NOT_ALLOWED, f"walker `{name}` takes POST or {binding.spec.method}"
-                )
+            allowed = _walker_methods(binding)
+            if request.method not in allowed:
+                return _method_not_allowed(f"walker `{name}`", allowed, request.method)
             if not binding.spec.public:
                 self._bearer_identity(request)
             payload = await _fields_of(request, binding)
@@ -346,16 +348,17 @@ class _WalkerSocket:
         await WebSocketSession(app, name, scope, receive, send).run()
 
 
-class _CustomRoute:
-    """An HTTP walker served at the `path` of its `@restspec`."""
+class _HttpWalker:
+    """An HTTP walker's endpoint: `/walker/{name}`, or the `path` of its `@restspec` (`name`)."""
 
-    def __init__(self, app: JaccApp, name: str) -> None:
+    def __init__(self, app: JaccApp, name: str | None = None) -> None:
         self._app = app
         self._name = name
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         request = Request(scope, receive)
-        response = await self._app.run_http_walker(request, self._name)
+        name = self._name or request.path_params["name"]
+        response = await self._app.run_http_walker(request, name)
         await response(scope, receive, send)
 
 
@@ -432,10 +435,43 @@ def _error_response(error: ProtocolError) -> Response:
     )
 
 
+def _walker_methods(binding: WalkerBinding) -> tuple[str, ...]:
+    method = binding.spec.method
+    return ("POST",) if method == "POST" else ("POST", method)
+
+
+def _method_not_allowed(what: str, allowed: Iterable[str], method: str) -> Response:
+    allowed = list(allowed)
+    error = ProtocolError(METHOD_NOT_ALLOWED, f"{what} takes {' or '.join(allowed)}, got {method}")
+    response = _error_response(error)
+    response.headers["Allow"] = ", ".join(allowed)
+    return response
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    code = {404: NOT_FOUND, 405: METHOD_NOT_ALLOWED}.get(exc.status_code, INVALID_PAYLOAD)
-    return _error_response(ProtocolError(code, str(exc.detail), status=exc.status_code))
+    if exc.status_code == 405:
+        # Starlette's route names the methods it takes in `Allow` (in no fixed order).
+        allowed = sorted((exc.headers or {}).get("Allow", "").split(", "))
+        return _method_not_allowed(request.url.path, allowed, request.method)
+    code = {404: NOT_FOUND}.get(exc.status_code, INVALID_PAYLOAD)
+    response = _error_response(ProtocolError(code, str(exc.detail), status=exc.status_code))
+    response.headers.update(exc.headers or {})
+    return response
+
+
+async def _protocol_error(request: Request, exc: Exception) -> Response:
+    # Raised outside a route's own handling, e.g. by BodyLimit while a body is read.
+    assert isinstance(exc, ProtocolError)
+    return _error_response(exc)
+
+
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    # The client left (or was dropped at handshake_timeout_seconds, which logs why)
+    # before its request was complete: not an error of ours, and nobody reads the answer.
+    logger.debug("client left during %s %s before its request was complete",
+                 request.method, request.url.path)
+    return Response(status_code=400)
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
