@@ -38,12 +38,15 @@ NOT_FOUND = "NOT_FOUND"
 METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
 # HTTP only: a WebSocket handshake from a browser origin that is not allowed (403).
 ORIGIN_NOT_ALLOWED = "ORIGIN_NOT_ALLOWED"
+# HTTP only: a request not complete within handshake_timeout_seconds (408).
+REQUEST_TIMEOUT = "REQUEST_TIMEOUT"
 
 # --- WebSocket close codes ---------------------------------------------------------
 
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001  # the server is shutting down
 CLOSE_ABNORMAL = 1006  # never sent: the connection dropped without a close frame
+CLOSE_INVALID_DATA = 1007  # a text frame that is not UTF-8
 CLOSE_INTERNAL_ERROR = 1011
 CLOSE_SERVICE_RESTART = 1012  # the walker was removed by a dev reload
 CLOSE_UNAUTHORIZED = 4401  # missing, invalid or expired token
@@ -59,6 +62,7 @@ HTTP_STATUS = {
     NOT_FOUND: 404,
     METHOD_NOT_ALLOWED: 405,
     ORIGIN_NOT_ALLOWED: 403,
+    REQUEST_TIMEOUT: 408,
     MESSAGE_TOO_LARGE: 413,
     RATE_LIMITED: 429,
     CAPACITY: 503,
