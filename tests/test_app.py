@@ -554,3 +554,21 @@ def test_a_body_over_max_body_bytes_is_413_declared_or_streamed(tokens, tmp_path
             "message": "the request body is over max_body_bytes (64 bytes)"}
     assert at_limit.status_code != 413
 
+
+def test_one_address_gets_max_connections_per_ip_websockets(tokens):
+    app = _limited_app(tokens, max_connections_per_ip=1)
+    with TestClient(app) as client:
+        with client.websocket_connect("/ws/EchoMessage") as ws:
+            with client.websocket_connect("/ws/walker/EchoMessage") as second:
+                assert json.loads(second.receive_text())["error"] == {
+                    "code": "CAPACITY", "reason": "max_connections_per_ip",
+                    "message": "this address has reached max_connections_per_ip "
+                               "(1 open connections)"}
+                with pytest.raises(WebSocketDisconnect) as closed:
+                    second.receive_text()
+                assert (closed.value.code, closed.value.reason) == (4403,
+                                                                    "max_connections_per_ip")
+            assert send(ws, {"message": "still here"})["ok"] is True
+        assert app.registry.address_count("testclient") == 0
+        with client.websocket_connect("/ws/EchoMessage") as ws:  # the slot was released
+            assert send(ws, {"message": "x"})["ok"] is True

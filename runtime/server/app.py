@@ -43,6 +43,8 @@ from .ws.connections import ConnectionRegistry
 from .openapi import openapi_document
 from .origins import origin_allowed
 from .protocol import (
+    CAPACITY,
+    CLOSE_CAPACITY,
     CLOSE_GOING_AWAY,
     CLOSE_SERVICE_RESTART,
     EXECUTION_TIMEOUT,
@@ -345,7 +347,18 @@ class _WalkerSocket:
         if app._closing:
             await _deny(scope, send, 503, error_frame(INTERNAL_ERROR, "server shutting down"))
             return
-        await WebSocketSession(app, name, scope, receive, send).run()
+        address = _client_address(scope)
+        limit = app.config.websocket.max_connections_per_ip
+        if not app.registry.claim_address(address, limit):
+            logger.info("%s - refused a WebSocket to %s: max_connections_per_ip (%d)",
+                        address, name, limit)
+            await _refuse_accepted(receive, send, _capacity(
+                "max_connections_per_ip", limit, "this address"))
+            return
+        try:
+            await WebSocketSession(app, name, scope, receive, send).run()
+        finally:
+            app.registry.release_address(address)
 
 
 class _HttpWalker:
@@ -396,6 +409,30 @@ async def _deny(scope: dict, send: Any, status: int, body: str) -> None:
     else:
         # Without the extension the best available is a close before accept (HTTP 403).
         await send({"type": "websocket.close", "code": 1008, "reason": ""})
+
+
+async def _refuse_accepted(receive: Any, send: Any, error: ProtocolError) -> None:
+    """Accept, then send `error`'s frame and close with its code: as the other caps do,
+    so that a browser client, which sees nothing of a refused upgrade, can read why."""
+    if (await receive())["type"] != "websocket.connect":
+        return  # the client left during the handshake
+    with contextlib.suppress(OSError):  # uvicorn's ClientDisconnected: it left meanwhile
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "text": error.frame()})
+        await send({"type": "websocket.close", "code": error.close_code,
+                    "reason": error.reason or ""})
+
+
+def _capacity(key: str, limit: int, whom: str) -> ProtocolError:
+    return ProtocolError(CAPACITY, f"{whom} has reached {key} ({limit} open connections)",
+                         reason=key, close_code=CLOSE_CAPACITY)
+
+
+def _client_address(scope: dict) -> str:
+    # The peer's address, or the one uvicorn took from X-Forwarded-For when the peer
+    # is a trusted proxy (its forwarded_allow_ips, 127.0.0.1 by default).
+    client = scope.get("client")
+    return client[0] if client else ""
 
 
 async def _no_receive() -> dict:  # pragma: no cover - a denial response never reads

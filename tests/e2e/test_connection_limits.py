@@ -9,6 +9,8 @@ no traceback.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import time
 
 import httpx
@@ -16,6 +18,8 @@ import pytest
 from e2e_support import Bystander, app_source, start_server
 from raw_http import RawHttp, error_of, request_head
 from raw_ws import OP_CLOSE, OP_TEXT, RawWebSocket, close_code
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 TIMEOUT = 1.5
 PER_IP = 3
@@ -187,6 +191,44 @@ def test_a_client_leaving_mid_body_logs_no_error(server, bystander):
     time.sleep(0.3)
     new = server.log()[len(before):]
     assert "ERROR" not in new and "Traceback" not in new, new
+
+
+# --- WebSockets per address ---------------------------------------------------------------
+
+
+def test_one_address_gets_max_connections_per_ip_websockets(server, bystander):
+    paths = ["/ws/EchoMessage", "/ws/walker/EchoMessage", "/ws/EchoMessage"]
+    with contextlib.ExitStack() as stack:
+        held = [stack.enter_context(connect(server.ws(path))) for path in paths]
+        for ws in held:
+            ws.send(json.dumps({"message": "x"}))
+            assert json.loads(ws.recv(timeout=5))["ok"] is True
+        for path in WS_PATHS:
+            with connect(server.ws(path)) as extra:
+                frame = json.loads(extra.recv(timeout=5))
+                with pytest.raises(ConnectionClosed) as closed:
+                    extra.recv(timeout=5)
+            assert frame["error"] == {
+                "code": "CAPACITY", "reason": "max_connections_per_ip",
+                "message": f"this address has reached max_connections_per_ip ({PER_IP} "
+                           "open connections)"}
+            assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (
+                4403, "max_connections_per_ip")
+        # Another address is not affected, and the capped one's sockets still work.
+        bystander.check("during")
+        with connect(server.ws("/ws/PingPong"), source_address=("127.0.0.3", 0)) as other:
+            other.send("{}")
+            assert json.loads(other.recv(timeout=5))["ok"] is True
+        held[0].send(json.dumps({"message": "still"}))
+        assert json.loads(held[0].recv(timeout=5))["ok"] is True
+    # Slots come back when their sockets close.
+    deadline = time.monotonic() + 5
+    while server.health()["connections"] > 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    with connect(server.ws("/ws/EchoMessage")) as again:
+        again.send(json.dumps({"message": "back"}))
+        assert json.loads(again.recv(timeout=5))["ok"] is True
+    assert len(log_lines(server, "max_connections_per_ip")) == len(WS_PATHS)
 
 
 # --- max_connections ----------------------------------------------------------------------
