@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
+from jacc_runtime.server import config as config_module
 from jacc_runtime.server.config import (
     AuthConfig,
     Config,
@@ -359,3 +361,11 @@ def test_config_is_frozen(tmp_path: Path) -> None:
     with pytest.raises(AttributeError):
         config.server.port = 1  # type: ignore[misc]
 
+
+def test_every_key_is_in_the_configuration_docs() -> None:
+    # Derived from the dataclasses, so that a new key cannot go undocumented.
+    docs = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
+    for section, table in config_module._SECTIONS.items():
+        assert f"## `[{section}]`" in docs
+        for field in dataclasses.fields(table):
+            assert f"| `{field.name}` |" in docs, f"{section}.{field.name}"
