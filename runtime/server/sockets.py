@@ -121,7 +121,7 @@ class HttpProtocol(HttpToolsProtocol):
                            _peer(self.client), limit)
             self._answer(ProtocolError(
                 CAPACITY, f"the server has reached max_connections ({limit} open connections)",
-                reason="max_connections", status=503))
+                reason="max_connections", status=503), linger=False)
             return
         self._start_deadline()
 
@@ -206,8 +206,12 @@ class HttpProtocol(HttpToolsProtocol):
             f"the request was not complete within handshake_timeout_seconds ({seconds:g} s)",
             reason="handshake_timeout_seconds"))
 
-    def _answer(self, error: ProtocolError) -> None:
-        """Answer `error` as JSON and close, whatever the app is doing with this request."""
+    def _answer(self, error: ProtocolError, linger: bool = True) -> None:
+        """Answer `error` as JSON and close, whatever the app is doing with this request.
+
+        With `linger`, the socket stays open for a moment after the answer (see
+        _LINGER_SECONDS); a refusal for want of sockets closes at once instead.
+        """
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:
             # An app still reading the body gets a disconnect, and its answer goes nowhere.
@@ -215,6 +219,9 @@ class HttpProtocol(HttpToolsProtocol):
             cycle.message_event.set()
         self._stop_deadline()
         self.transport.write(_response(error))
+        if not linger:
+            self.transport.close()
+            return
         # The answer says `connection: close`: the client closes once it has read it, and
         # the last deadline is the end of the linger.
         self._linger = _LINGER_BYTES
