@@ -28,12 +28,16 @@ import asyncio
 import functools
 import http
 import logging
-import resource
 from dataclasses import dataclass
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+try:
+    import resource
+except ImportError:  # Windows: no open-file limit to fit
+    resource = None
 
 from .protocol import (
     CAPACITY,
@@ -62,9 +66,9 @@ _LINGER_BYTES = 65536
 class SocketLimits:
     """The `[server]` limits enforced on sockets (docs/configuration.md)."""
 
-    max_connections: int = 10000
-    max_header_bytes: int = 65536
-    handshake_timeout_seconds: float = 10.0
+    max_connections: int
+    max_header_bytes: int
+    handshake_timeout_seconds: float
 
 
 def protocol_classes(limits: SocketLimits) -> dict[str, Any]:
@@ -82,6 +86,8 @@ def fit_open_files(max_connections: int) -> int:
     `max_connections` needs; if that is not enough, returns the number that
     fits, so that the excess is answered 503 instead of failing in accept().
     """
+    if resource is None:
+        return max_connections
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = max_connections + _SPARE_FILES
     if soft != resource.RLIM_INFINITY and soft < wanted:
