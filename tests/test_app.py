@@ -507,3 +507,68 @@ def test_size_rate_and_walker_cap_in_process(tokens):
             with pytest.raises(WebSocketDisconnect) as closed:
                 ws.receive_text()
             assert closed.value.code == 4413
+
+
+# --- HTTP limits and methods (docs/security.md) -----------------------------------------
+
+
+def _server_limited_app(tokens, tmp_path, **server) -> tuple[JaccApp, AccountStore]:
+    from dataclasses import replace
+
+    from jacc_runtime.server.app import default_config
+
+    config = default_config()
+    config = replace(config, server=replace(config.server, **server))
+    accounts = AccountStore(tmp_path / "users.db")
+    return JaccApp(WALKERS, tokens=tokens, config=config, accounts=accounts), accounts
+
+
+@pytest.mark.parametrize("method, path, allow, message", [
+    ("GET", "/walker/Add", {"POST"}, "walker `Add` takes POST, got GET"),
+    ("PUT", "/walker/Lookup", {"POST", "GET"}, "walker `Lookup` takes POST or GET, got PUT"),
+    ("HEAD", "/walker/Add", {"POST"}, None),
+    ("GET", "/user/login", {"POST"}, "/user/login takes POST, got GET"),
+    ("PUT", "/lookup", {"GET", "HEAD"}, None),
+])
+def test_405_names_the_methods_in_allow(client, method, path, allow, message):
+    response = client.request(method, path)
+    assert response.status_code == 405
+    assert set(response.headers["allow"].split(", ")) == allow
+    if message is not None:
+        assert response.json()["error"] == {"code": "METHOD_NOT_ALLOWED", "message": message}
+
+
+@pytest.mark.parametrize("path", ["/walker/Add", "/user/login", "/user/register",
+                                  "/user/refresh-token"])
+def test_a_body_over_max_body_bytes_is_413_declared_or_streamed(tokens, tmp_path, path):
+    app, accounts = _server_limited_app(tokens, tmp_path, max_body_bytes=64)
+    with accounts, TestClient(app) as client:
+        declared = client.post(path, content=b" " * 65)
+        streamed = client.post(path, content=iter([b" " * 40, b" " * 40]))  # chunked
+        at_limit = client.post(path, content=b"{}".ljust(64))
+    for response in (declared, streamed):
+        assert response.status_code == 413
+        assert response.headers["connection"] == "close"
+        assert response.json()["error"] == {
+            "code": "MESSAGE_TOO_LARGE", "reason": "max_body_bytes",
+            "message": "the request body is over max_body_bytes (64 bytes)"}
+    assert at_limit.status_code != 413
+
+
+def test_one_address_gets_max_connections_per_ip_websockets(tokens):
+    app = _limited_app(tokens, max_connections_per_ip=1)
+    with TestClient(app) as client:
+        with client.websocket_connect("/ws/EchoMessage") as ws:
+            with client.websocket_connect("/ws/walker/EchoMessage") as second:
+                assert json.loads(second.receive_text())["error"] == {
+                    "code": "CAPACITY", "reason": "max_connections_per_ip",
+                    "message": "this address has reached max_connections_per_ip "
+                               "(1 open connections)"}
+                with pytest.raises(WebSocketDisconnect) as closed:
+                    second.receive_text()
+                assert (closed.value.code, closed.value.reason) == (4403,
+                                                                    "max_connections_per_ip")
+            assert send(ws, {"message": "still here"})["ok"] is True
+        assert app.registry.address_count("testclient") == 0
+        with client.websocket_connect("/ws/EchoMessage") as ws:  # the slot was released
+            assert send(ws, {"message": "x"})["ok"] is True

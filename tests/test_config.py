@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
+from jacc_runtime.server import config as config_module
 from jacc_runtime.server.config import (
     AuthConfig,
     Config,
@@ -265,10 +267,45 @@ def test_unknown_section(tmp_path: Path) -> None:
     assert "unknown section [websockets], did you mean [websocket]?" in str(error)
 
 
-def test_server_section_is_not_read_from_the_file(tmp_path: Path) -> None:
-    error = _error(_app(tmp_path, "[server]\nport = 80\n"))
-    assert error.key == "server.port" and "--port" in str(error)
-    assert error.source.endswith("jacc.toml:2")
+@pytest.mark.parametrize("key, value, flag", [("port", "80", "--port"),
+                                               ("host", '"0.0.0.0"', "--host"),
+                                               ("dev", "true", "--dev")])
+def test_where_to_serve_is_not_read_from_the_file(tmp_path: Path, key: str, value: str,
+                                                  flag: str) -> None:
+    error = _error(_app(tmp_path, f"[server]\n{key} = {value}\n"))
+    assert error.key == f"server.{key}"
+    assert str(error).startswith(f"config: server.{key} is not read from the config file; "
+                                 f"use {flag} or JACC_SERVER_{key.upper()}")
+
+
+def test_server_limits_are_read_from_the_file(tmp_path: Path) -> None:
+    config = load_config(_app(tmp_path, """
+[server]
+max_body_bytes = 2048
+max_header_bytes = 4096
+handshake_timeout_seconds = 2.5
+max_connections = 50
+"""), environ={})
+    assert config.server == ServerConfig(max_body_bytes=2048, max_header_bytes=4096,
+                                         handshake_timeout_seconds=2.5, max_connections=50)
+
+
+@pytest.mark.parametrize("key", ["max_body_bytes", "max_header_bytes", "max_connections"])
+def test_server_limits_are_counts(tmp_path: Path, key: str) -> None:
+    error = _error(_app(tmp_path), environ={f"JACC_SERVER_{key.upper()}": "0"})
+    assert str(error) == (f"config: server.{key} must be an integer > 0, got 0 "
+                          f"(from JACC_SERVER_{key.upper()})")
+
+
+def test_a_server_limit_in_the_wrong_section_is_pointed_to_server(tmp_path: Path) -> None:
+    error = _error(_app(tmp_path, "[websocket]\nmax_body_bytes = 10\n"))
+    assert "did you mean server.max_body_bytes (in [server])?" in str(error)
+
+
+def test_per_ip_cap_from_the_environment(tmp_path: Path) -> None:
+    config = load_config(_app(tmp_path),
+                         environ={"JACC_WEBSOCKET_MAX_CONNECTIONS_PER_IP": "3"})
+    assert config.websocket.max_connections_per_ip == 3
 
 
 def test_console_is_read_from_the_file(tmp_path: Path) -> None:
@@ -340,3 +377,12 @@ def test_config_is_frozen(tmp_path: Path) -> None:
     config: Config = load_config(_app(tmp_path), environ={})
     with pytest.raises(AttributeError):
         config.server.port = 1  # type: ignore[misc]
+
+
+def test_every_key_is_in_the_configuration_docs() -> None:
+    # Derived from the dataclasses, so that a new key cannot go undocumented.
+    docs = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
+    for section, table in config_module._SECTIONS.items():
+        assert f"## `[{section}]`" in docs
+        for field in dataclasses.fields(table):
+            assert f"| `{field.name}` |" in docs, f"{section}.{field.name}"

@@ -169,3 +169,20 @@ def test_a_connection_not_in_the_registry_claims_nothing():
         assert registry.user_count("alice") == 0 and registry.counts() == {}
 
     asyncio.run(scenario())
+
+
+def test_registry_counts_websockets_per_address():
+    registry = ConnectionRegistry()
+    assert registry.claim_address("10.0.0.1", 2)
+    assert registry.claim_address("10.0.0.1", 2)
+    assert not registry.claim_address("10.0.0.1", 2)
+    assert registry.claim_address("10.0.0.2", 2)  # each address has its own count
+    assert registry.address_count("10.0.0.1") == 2
+    registry.release_address("10.0.0.1")
+    assert registry.address_count("10.0.0.1") == 1
+    assert registry.claim_address("10.0.0.1", 2)
+    for _ in range(2):
+        registry.release_address("10.0.0.1")
+    registry.release_address("10.0.0.2")
+    assert registry.address_count("10.0.0.1") == registry.address_count("10.0.0.2") == 0
+    assert not registry._per_address  # no address is remembered once its sockets are gone

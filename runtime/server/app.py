@@ -31,7 +31,7 @@ from typing import Any, AsyncIterator, Iterable, Mapping
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
@@ -40,10 +40,13 @@ from .browser import browser_routes
 from .auth import AuthError, Identity, TokenService
 from .ws.backplane import Backplane, MemoryBackplane
 from .config import AuthConfig, Config, ServerConfig, WebSocketConfig
+from .http import BodyLimit
 from .ws.connections import ConnectionRegistry
 from .openapi import openapi_document
 from .origins import origin_allowed
 from .protocol import (
+    CAPACITY,
+    CLOSE_CAPACITY,
     CLOSE_GOING_AWAY,
     CLOSE_SERVICE_RESTART,
     EXECUTION_TIMEOUT,
@@ -69,7 +72,6 @@ logger = logging.getLogger("jacc.app")
 __all__ = ["JaccApp", "default_config"]
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-_ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
 def default_config(app_dir: Path | None = None) -> Config:
@@ -115,13 +117,19 @@ class JaccApp:
         self._session_context = _session_context(self)
         self._starlette = Starlette(
             routes=[],
-            exception_handlers={HTTPException: _http_error, Exception: _internal_error},
+            exception_handlers={
+                HTTPException: _http_error,
+                ProtocolError: _protocol_error,
+                ClientDisconnect: _client_gone,
+                Exception: _internal_error,
+            },
             lifespan=self._lifespan,
         )
+        self._asgi = BodyLimit(self._starlette, self.config.server.max_body_bytes)
         self.set_walkers(walkers)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        await self._starlette(scope, receive, send)
+        await self._asgi(scope, receive, send)
 
     def set_walkers(
         self, walkers: Iterable[type[Walker]] | Mapping[str, type[Walker]]
@@ -185,11 +193,12 @@ class JaccApp:
             Route("/user/register", self._register, methods=["POST"]),
             Route("/user/login", self._login, methods=["POST"]),
             Route("/user/refresh-token", self._refresh_token, methods=["POST"]),
-            Route("/walker/{name}", self._walker_endpoint, methods=_ALL_METHODS),
+            # An ASGI endpoint gets every method: it knows each walker's own (405 and `Allow`).
+            Route("/walker/{name}", _HttpWalker(self)),
         ]
         for method, path, binding in self.http_routes():
             if not path.startswith("/walker/"):
-                routes.append(Route(path, _CustomRoute(self, binding.name), methods=[method]))
+                routes.append(Route(path, _HttpWalker(self, binding.name), methods=[method]))
         routes += self._browser_routes()
         return routes
 
@@ -214,20 +223,15 @@ class JaccApp:
 
     # --- HTTP walkers --------------------------------------------------------------
 
-    async def _walker_endpoint(self, request: Request) -> Response:
-        return await self.run_http_walker(request, request.path_params["name"])
-
     async def run_http_walker(self, request: Request, name: str) -> Response:
         """Run the HTTP walker `name` for `request` and answer with the JSON envelope."""
         binding = self.bindings.get(name)
         try:
             if binding is None or binding.spec.is_websocket:
                 raise ProtocolError(NOT_FOUND, f"no HTTP walker named `{name}`")
-            method = request.method
-            if method != "POST" and method != binding.spec.method:
-                raise ProtocolError(
-                    METHOD_NOT_ALLOWED, f"walker `{name}` takes POST or {binding.spec.method}"
-                )
+            allowed = _walker_methods(binding)
+            if request.method not in allowed:
+                return _method_not_allowed(f"walker `{name}`", allowed, request.method)
             if not binding.spec.public:
                 self._bearer_identity(request)
             payload = await _fields_of(request, binding)
@@ -357,19 +361,31 @@ class _WalkerSocket:
         if app._closing:
             await _deny(scope, send, 503, error_frame(INTERNAL_ERROR, "server shutting down"))
             return
-        await WebSocketSession(app._session_context, name, scope, receive, send).run()
+        address = _client_address(scope)
+        limit = app.config.websocket.max_connections_per_ip
+        if not app.registry.claim_address(address, limit):
+            logger.info("%s - refused a WebSocket to %s: max_connections_per_ip (%d)",
+                        address, name, limit)
+            await _refuse_accepted(receive, send, _capacity(
+                "max_connections_per_ip", limit, "this address"))
+            return
+        try:
+            await WebSocketSession(app._session_context, name, scope, receive, send).run()
+        finally:
+            app.registry.release_address(address)
 
 
-class _CustomRoute:
-    """An HTTP walker served at the `path` of its `@restspec`."""
+class _HttpWalker:
+    """An HTTP walker's endpoint: `/walker/{name}`, or the `path` of its `@restspec` (`name`)."""
 
-    def __init__(self, app: JaccApp, name: str) -> None:
+    def __init__(self, app: JaccApp, name: str | None = None) -> None:
         self._app = app
         self._name = name
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         request = Request(scope, receive)
-        response = await self._app.run_http_walker(request, self._name)
+        name = self._name or request.path_params["name"]
+        response = await self._app.run_http_walker(request, name)
         await response(scope, receive, send)
 
 
@@ -426,6 +442,30 @@ async def _deny(scope: dict, send: Any, status: int, body: str) -> None:
         await send({"type": "websocket.close", "code": 1008, "reason": ""})
 
 
+async def _refuse_accepted(receive: Any, send: Any, error: ProtocolError) -> None:
+    """Accept, then send `error`'s frame and close with its code: as the other caps do,
+    so that a browser client, which sees nothing of a refused upgrade, can read why."""
+    if (await receive())["type"] != "websocket.connect":
+        return  # the client left during the handshake
+    with contextlib.suppress(OSError):  # uvicorn's ClientDisconnected: it left meanwhile
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "text": error.frame()})
+        await send({"type": "websocket.close", "code": error.close_code,
+                    "reason": error.reason or ""})
+
+
+def _capacity(key: str, limit: int, whom: str) -> ProtocolError:
+    return ProtocolError(CAPACITY, f"{whom} has reached {key} ({limit} open connections)",
+                         reason=key, close_code=CLOSE_CAPACITY)
+
+
+def _client_address(scope: dict) -> str:
+    # The peer's address, or the one uvicorn took from X-Forwarded-For when the peer
+    # is a trusted proxy (its forwarded_allow_ips, 127.0.0.1 by default).
+    client = scope.get("client")
+    return client[0] if client else ""
+
+
 async def _no_receive() -> dict:  # pragma: no cover - a denial response never reads
     return {"type": "websocket.disconnect", "code": 1000}
 
@@ -463,10 +503,43 @@ def _error_response(error: ProtocolError) -> Response:
     )
 
 
+def _walker_methods(binding: WalkerBinding) -> tuple[str, ...]:
+    method = binding.spec.method
+    return ("POST",) if method == "POST" else ("POST", method)
+
+
+def _method_not_allowed(what: str, allowed: Iterable[str], method: str) -> Response:
+    allowed = list(allowed)
+    error = ProtocolError(METHOD_NOT_ALLOWED, f"{what} takes {' or '.join(allowed)}, got {method}")
+    response = _error_response(error)
+    response.headers["Allow"] = ", ".join(allowed)
+    return response
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    code = {404: NOT_FOUND, 405: METHOD_NOT_ALLOWED}.get(exc.status_code, INVALID_PAYLOAD)
-    return _error_response(ProtocolError(code, str(exc.detail), status=exc.status_code))
+    if exc.status_code == 405:
+        # Starlette's route names the methods it takes in `Allow` (in no fixed order).
+        allowed = sorted((exc.headers or {}).get("Allow", "").split(", "))
+        return _method_not_allowed(request.url.path, allowed, request.method)
+    code = {404: NOT_FOUND}.get(exc.status_code, INVALID_PAYLOAD)
+    response = _error_response(ProtocolError(code, str(exc.detail), status=exc.status_code))
+    response.headers.update(exc.headers or {})
+    return response
+
+
+async def _protocol_error(request: Request, exc: Exception) -> Response:
+    # Raised outside a route's own handling, e.g. by BodyLimit while a body is read.
+    assert isinstance(exc, ProtocolError)
+    return _error_response(exc)
+
+
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    # The client left (or was dropped at handshake_timeout_seconds, which logs why)
+    # before its request was complete: not an error of ours, and nobody reads the answer.
+    logger.debug("client left during %s %s before its request was complete",
+                 request.method, request.url.path)
+    return Response(status_code=400)
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:

@@ -24,20 +24,9 @@ from typing import Any
 from ..walker import Field, Walker, WalkerSpec
 from .fieldtypes import declared_type
 from .protocol import (
-    CLOSE_ABNORMAL,
-    CLOSE_BACKPLANE_DOWN,
-    CLOSE_CAPACITY,
-    CLOSE_GOING_AWAY,
-    CLOSE_INTERNAL_ERROR,
-    CLOSE_NORMAL,
-    CLOSE_SERVICE_RESTART,
-    CLOSE_TOO_LARGE,
-    CLOSE_TOO_SLOW,
-    CLOSE_UNAUTHORIZED,
+    CLOSE_MEANINGS,
+    HTTP_ONLY_CODES,
     HTTP_STATUS,
-    METHOD_NOT_ALLOWED,
-    NOT_FOUND,
-    ORIGIN_NOT_ALLOWED,
 )
 
 __all__ = ["ASYNCAPI_VERSION", "CLOSE_MEANINGS", "ERROR_CODES", "asyncapi_document"]
@@ -46,27 +35,7 @@ ASYNCAPI_VERSION = "3.0.0"
 
 # Codes an error *frame* can carry: the codes table of protocol.py, less the codes
 # that only an HTTP answer (or a refused upgrade) has.
-_HTTP_ONLY = frozenset({NOT_FOUND, METHOD_NOT_ALLOWED, ORIGIN_NOT_ALLOWED})
-ERROR_CODES: tuple[str, ...] = tuple(code for code in HTTP_STATUS if code not in _HTTP_ONLY)
-
-# uvicorn's own close for a frame refused from its header (docs/protocol.md, "Close codes").
-_CLOSE_FRAME_TOO_BIG = 1009
-
-# What each close code means, for people (the console shows it). tests/test_asyncapi.py
-# checks that every CLOSE_* constant of protocol.py has its line here.
-CLOSE_MEANINGS: dict[int, str] = {
-    CLOSE_NORMAL: "closed normally",
-    CLOSE_GOING_AWAY: "the server is shutting down",
-    CLOSE_ABNORMAL: "the connection dropped without a close frame (server gone or network down)",
-    _CLOSE_FRAME_TOO_BIG: "a frame far over max_message_bytes, refused from its header",
-    CLOSE_INTERNAL_ERROR: "an internal error in the server, or no answer to its pings",
-    CLOSE_SERVICE_RESTART: "the walker was removed or changed by a dev reload: reconnect",
-    CLOSE_UNAUTHORIZED: "unauthorized: the token is missing, invalid or expired",
-    CLOSE_CAPACITY: "a connection cap was reached (max_connections_per_walker or _per_user)",
-    CLOSE_TOO_SLOW: "this client read too slowly (outbound queue full or a send timed out)",
-    CLOSE_TOO_LARGE: "a frame over max_message_bytes",
-    CLOSE_BACKPLANE_DOWN: "the broadcast backplane is unavailable",
-}
+ERROR_CODES: tuple[str, ...] = tuple(code for code in HTTP_STATUS if code not in HTTP_ONLY_CODES)
 
 _SECURITY = {"$ref": "#/components/securitySchemes/token"}
 

@@ -35,6 +35,7 @@ class WebSocketConfig:
     messages_per_second: float = 50.0
     max_connections_per_walker: int = 10000
     max_connections_per_user: int = 32
+    max_connections_per_ip: int = 256
     walker_timeout_seconds: float = 30.0
     heartbeat_seconds: float = 30.0
     auth_timeout_seconds: float = 10.0
@@ -54,12 +55,19 @@ class AuthConfig:
 
 @dataclass(frozen=True)
 class ServerConfig:
-    """Where and how to serve. Host, port and dev mode come from flags and `JACC_SERVER_*`
-    only; `console` may also be set in the file (see `_FILE_KEYS`)."""
+    """The `[server]` table: where and how to serve, and the limits of HTTP and of sockets.
+
+    Host, port and dev mode come from flags and `JACC_SERVER_*` only, never from
+    the file (`_FLAG_ONLY`); the limits may be in the file too.
+    """
 
     host: str = "127.0.0.1"
     port: int = 8000
     dev: bool = False
+    max_body_bytes: int = 1048576
+    max_header_bytes: int = 65536
+    handshake_timeout_seconds: float = 10.0
+    max_connections: int = 10000
     console: bool = True  # the browser console at /__jacc/console and the `/` redirect
 
 
@@ -100,11 +108,9 @@ _SECTIONS: dict[str, type] = {
     "server": ServerConfig,
 }
 # Host, port and dev mode belong to how one machine runs the app, not to the app,
-# so they are not read from the file that ships beside it.
-_FILE_SECTIONS = ("websocket", "auth")
-# The keys of [server] that do belong to the app: whether it shows a console is decided
-# with the app (a production deployment ships `console = false` beside it).
-_FILE_KEYS = {"server": frozenset({"console"})}
+# so they are not read from the file that ships beside it. The server's limits
+# are about what the app can take, so they are.
+_FLAG_ONLY = frozenset({"server.host", "server.port", "server.dev"})
 _FLAGS = {"server.host": "--host", "server.port": "--port", "server.dev": "--dev",
           "auth.token_ttl_seconds": "--ttl"}
 _INT_RANGES = {"server.port": (1, 65535)}
@@ -184,12 +190,21 @@ def _file_layer(path: Path, explicit: bool) -> _Raw:
         _check_section(section, table, where)
         for key, value in table.items():
             where = _located(path, text, section, key)
+            dotted = f"{section}.{key}"
             if key not in _fields(section):
-                raise ConfigError(f"unknown key {section}.{key}{_suggest_key(section, key)}",
-                                  f"{section}.{key}", where)
-            _check_file_key(section, key, where)
-            raw[f"{section}.{key}"] = (value, where)
+                raise ConfigError(f"unknown key {dotted}{_suggest_key(section, key)}",
+                                  dotted, where)
+            if dotted in _FLAG_ONLY:
+                variable = f"JACC_{section.upper()}_{key.upper()}"
+                raise ConfigError(f"{dotted} is not read from the config file; use "
+                                  f"{_FLAGS[dotted]} or {variable}", dotted, where)
+            raw[dotted] = (value, where)
     return raw
+
+
+def _file_keys() -> list[str]:
+    return [f"{section}.{key}" for section in _SECTIONS for key in _fields(section)
+            if f"{section}.{key}" not in _FLAG_ONLY]
 
 
 def _read_text(path: Path, explicit: bool) -> str | None:
@@ -218,24 +233,16 @@ def _syntax_error(path: Path, error: tomllib.TOMLDecodeError) -> ConfigError:
 
 
 def _check_section(section: str, table: object, where: str) -> None:
-    if section in _FILE_KEYS and isinstance(table, dict):
-        return  # its keys are checked one by one (_check_file_key)
-    if section not in _FILE_SECTIONS:
+    if section not in _SECTIONS:
         if not isinstance(table, dict):
-            qualified = [f"{s}.{k}" for s in _FILE_SECTIONS for k in _fields(s)]
+            qualified = _file_keys()
             hint = _suggest(section, qualified, key=lambda q: q.partition(".")[2])
             raise ConfigError(f"key {section} must be inside a section{hint}", section, where)
-        hint = _suggest(section, _FILE_SECTIONS, shape="[{}]")
+        hint = _suggest(section, _SECTIONS, shape="[{}]")
         raise ConfigError(f"unknown section [{section}]{hint}", section, where)
     if not isinstance(table, dict):
         raise ConfigError(f"{section} must be a table ([{section}]), got {_show(table)}",
                           section, where)
-
-
-def _check_file_key(section: str, key: str, where: str) -> None:
-    if section in _FILE_KEYS and key not in _FILE_KEYS[section]:
-        raise ConfigError(f"{section}.{key} is not read from the config file; use --host, "
-                          "--port, --dev or JACC_SERVER_* variables", f"{section}.{key}", where)
 
 
 def _env_layer(environ: Mapping[str, str]) -> _Raw:
@@ -307,8 +314,8 @@ def _suggest(word: str, candidates: Iterable[str], shape: str = "{}",
 
 
 def _suggest_key(section: str, key: str) -> str:
-    for other in _FILE_SECTIONS:
-        if other != section and key in _fields(other):
+    for other in _SECTIONS:
+        if other != section and f"{other}.{key}" in _file_keys():
             return f", did you mean {other}.{key} (in [{other}])?"
     return _suggest(key, [f"{section}.{k}" for k in _fields(section)],
                     key=lambda q: q.partition(".")[2])

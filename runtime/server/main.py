@@ -35,9 +35,12 @@ from .config import Config, ConfigError, load_config
 from .program import Loader, ServeError
 from .protocol import CLOSE_GOING_AWAY
 from .reload import STATUS_PATH, DevReloader
+from .sockets import SocketLimits, fit_open_files, protocol_classes
 from .ws.limits import protocol_max_size
 
 __all__ = ["ServeOptions", "issue_token", "serve", "walker_table"]
+
+logger = logging.getLogger("jacc.serve")
 
 # How long open sockets get to receive their 1001 close on shutdown.
 _CLOSE_TIMEOUT_SECONDS = 5.0
@@ -70,7 +73,8 @@ def serve(options: ServeOptions, load: Loader,
         _print_banner(options.app, config, app)
         if reloader is not None:
             print(f"dev mode: watching {options.app}; build status at {STATUS_PATH}", flush=True)
-        _run(_Server(_uvicorn_config(app, config), app, reloader))
+        limits = _socket_limits(config)
+        _run(_Server(_uvicorn_config(app, config, limits), app, reloader))
     finally:
         app.accounts.close()
 
@@ -180,7 +184,21 @@ def _print_banner(app_path: Path, config: Config, app: JaccApp, out: TextIO | No
     out.flush()
 
 
-def _uvicorn_config(app: JaccApp, config: Config) -> uvicorn.Config:
+def _socket_limits(config: Config) -> SocketLimits:
+    server = config.server
+    fitting = fit_open_files(server.max_connections)
+    if fitting < server.max_connections:
+        logger.warning("server.max_connections is %d but the open-file limit (ulimit -n) "
+                       "leaves room for %d: connections past that get 503",
+                       server.max_connections, fitting)
+    return SocketLimits(
+        max_connections=fitting,
+        max_header_bytes=server.max_header_bytes,
+        handshake_timeout_seconds=server.handshake_timeout_seconds,
+    )
+
+
+def _uvicorn_config(app: JaccApp, config: Config, limits: SocketLimits) -> uvicorn.Config:
     log_config = _log_config()
     return uvicorn.Config(
         app,
@@ -194,6 +212,7 @@ def _uvicorn_config(app: JaccApp, config: Config) -> uvicorn.Config:
         # JSON frames: off.
         ws_per_message_deflate=False,
         **_websocket_limits(config),
+        **protocol_classes(limits),
     )
 
 
@@ -224,6 +243,8 @@ def _log_config() -> dict:
         "loggers": {
             **LOGGING_CONFIG["loggers"],
             "jacc": {"handlers": ["default"], "level": "INFO", "propagate": False},
+            # websockets' own line per socket opened, closed or refused repeats uvicorn's.
+            "jacc.sockets.websockets": {"level": "WARNING"},
         },
     }
     return config

@@ -40,12 +40,15 @@ NOT_FOUND = "NOT_FOUND"
 METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
 # HTTP only: a WebSocket handshake from a browser origin that is not allowed (403).
 ORIGIN_NOT_ALLOWED = "ORIGIN_NOT_ALLOWED"
+# HTTP only: a request not complete within handshake_timeout_seconds (408).
+REQUEST_TIMEOUT = "REQUEST_TIMEOUT"
 
 # --- WebSocket close codes ---------------------------------------------------------
 
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001  # the server is shutting down
 CLOSE_ABNORMAL = 1006  # never sent: the connection dropped without a close frame
+CLOSE_INVALID_DATA = 1007  # a text frame that is not UTF-8
 CLOSE_INTERNAL_ERROR = 1011
 CLOSE_SERVICE_RESTART = 1012  # the walker was removed by a dev reload
 CLOSE_UNAUTHORIZED = 4401  # missing, invalid or expired token
@@ -53,6 +56,25 @@ CLOSE_CAPACITY = 4403
 CLOSE_TOO_SLOW = 4408  # send timeout, or the outbound queue overflowed
 CLOSE_TOO_LARGE = 4413
 CLOSE_BACKPLANE_DOWN = 4503
+# uvicorn's own close for a frame refused from its header (docs/protocol.md, "Close codes").
+CLOSE_FRAME_TOO_BIG = 1009
+
+# What each close code means, for people: the console shows it, /asyncapi.json lists
+# it (x-jacc-close-codes). tests/test_asyncapi.py checks every CLOSE_* has its line.
+CLOSE_MEANINGS: dict[int, str] = {
+    CLOSE_NORMAL: "closed normally",
+    CLOSE_GOING_AWAY: "the server is shutting down",
+    CLOSE_ABNORMAL: "the connection dropped without a close frame (server gone or network down)",
+    CLOSE_INVALID_DATA: "a text frame that is not UTF-8",
+    CLOSE_FRAME_TOO_BIG: "a frame far over max_message_bytes, refused from its header",
+    CLOSE_INTERNAL_ERROR: "an internal error in the server, or no answer to its pings",
+    CLOSE_SERVICE_RESTART: "the walker was removed or changed by a dev reload: reconnect",
+    CLOSE_UNAUTHORIZED: "unauthorized: the token is missing, invalid or expired",
+    CLOSE_CAPACITY: "a connection cap was reached (per walker, per user or per address)",
+    CLOSE_TOO_SLOW: "this client read too slowly (outbound queue full or a send timed out)",
+    CLOSE_TOO_LARGE: "a frame over max_message_bytes",
+    CLOSE_BACKPLANE_DOWN: "the broadcast backplane is unavailable",
+}
 
 # The HTTP status an error code maps to when it answers an HTTP request.
 HTTP_STATUS = {
@@ -61,6 +83,7 @@ HTTP_STATUS = {
     NOT_FOUND: 404,
     METHOD_NOT_ALLOWED: 405,
     ORIGIN_NOT_ALLOWED: 403,
+    REQUEST_TIMEOUT: 408,
     MESSAGE_TOO_LARGE: 413,
     RATE_LIMITED: 429,
     CAPACITY: 503,
@@ -69,6 +92,9 @@ HTTP_STATUS = {
     SERVICE_UNAVAILABLE: 503,
     INTERNAL_ERROR: 500,
 }
+
+# Codes that only an HTTP answer (or a refused upgrade) carries, never an error frame.
+HTTP_ONLY_CODES = frozenset({NOT_FOUND, METHOD_NOT_ALLOWED, ORIGIN_NOT_ALLOWED, REQUEST_TIMEOUT})
 
 # Control frames of §6, recognised only where the walker has no `type` field.
 PING, PONG, REFRESH = "ping", "pong", "refresh"

@@ -10,6 +10,7 @@ settings start their own with `start_server`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -95,6 +96,12 @@ class JaccServer:
         return ((self.folder / "stdout.txt").read_text(errors="replace")
                 + (self.folder / "stderr.txt").read_text(errors="replace"))
 
+    def log(self) -> str:
+        """What the server wrote to stderr so far: its log, all but the HTTP access lines."""
+        if not self._stderr.closed:
+            self._stderr.flush()
+        return (self.folder / "stderr.txt").read_text(errors="replace")
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
         if self.process.poll() is None:
             self.process.send_signal(sig)
@@ -140,3 +147,30 @@ async def ask(ws, frame) -> dict:
     """Send one frame (a dict is JSON-encoded) and return the decoded answer."""
     await ws.send(frame if isinstance(frame, (str, bytes)) else json.dumps(frame))
     return json.loads(await ws.recv())
+
+
+class Bystander:
+    """A well-behaved client of `EchoMessage` that must go on being answered while others attack.
+
+    A blocking client (websockets' sync one answers pings in a thread of its own),
+    so that a test can hold it open across attacks made with raw sockets.
+    """
+
+    def __init__(self, server: JaccServer, path: str = "/ws/EchoMessage",
+                 address: str = "127.0.0.1") -> None:
+        from websockets.sync.client import connect
+
+        self._open = contextlib.ExitStack()
+        self.ws = self._open.enter_context(
+            connect(server.ws(path), source_address=(address, 0), open_timeout=5))
+        self.check("hello")
+
+    def check(self, note: str) -> None:
+        """One round trip: the server still answers this connection, and promptly."""
+        self.ws.send(json.dumps({"message": note}))
+        answer = json.loads(self.ws.recv(timeout=5))
+        assert answer == {"ok": True, "data": {"reports": [{"echo": note,
+                                                            "client_id": "anonymous"}]}}
+
+    def close(self) -> None:
+        self._open.close()

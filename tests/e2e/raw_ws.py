@@ -36,13 +36,23 @@ class RawWebSocket:
 
     def send_header(self, opcode: int, length: int) -> None:
         """A masked frame header announcing `length` bytes of payload (none sent)."""
+        self.send_header_bytes(opcode, length, os.urandom(4))
+
+    def send_frame(self, opcode: int, payload: bytes) -> None:
+        """One whole masked frame, whatever its payload (not UTF-8 text, say)."""
+        mask = os.urandom(4)
+        masked = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
+        self.send_header_bytes(opcode, len(payload), mask)
+        self.sock.sendall(masked)
+
+    def send_header_bytes(self, opcode: int, length: int, mask: bytes) -> None:
         if length < 126:
             size = struct.pack("!B", 0x80 | length)
         elif length < 1 << 16:
             size = struct.pack("!BH", 0x80 | 126, length)
         else:
             size = struct.pack("!BQ", 0x80 | 127, length)
-        self.sock.sendall(struct.pack("!B", 0x80 | opcode) + size + os.urandom(4))
+        self.sock.sendall(struct.pack("!B", 0x80 | opcode) + size + mask)
 
     def frames(self, timeout: float):
         """Yield (opcode, payload) of the server's frames until it closes the TCP connection.

@@ -208,8 +208,9 @@ class ConnectionRegistry:
     """Every open connection, and per walker those admitted to its broadcasts.
 
     It also keeps the counts the connection caps of SPEC §9 are checked
-    against: open connections per walker, and identified connections per user.
-    Owned by the app, so two apps in one process never share connections.
+    against: open connections per walker, identified connections per user, and
+    WebSockets per client address. Owned by the app, so two apps in one process
+    never share connections.
     """
 
     def __init__(self) -> None:
@@ -218,6 +219,7 @@ class ConnectionRegistry:
         self._listeners: dict[str, dict[Connection, None]] = {}
         self._per_walker: dict[str, int] = {}
         self._per_user: dict[str, int] = {}
+        self._per_address: dict[str, int] = {}
         self._emptied: asyncio.Event | None = None
 
     def add(self, connection: Connection) -> None:
@@ -263,6 +265,30 @@ class ConnectionRegistry:
             self._per_user[user] = left
         else:
             del self._per_user[user]
+
+    def claim_address(self, address: str, limit: int) -> bool:
+        """Count one more WebSocket from `address`; False if it already has `limit`.
+
+        Claimed at the upgrade, before the session (and its `Connection`) exists,
+        so that an address over its cap costs no session; the caller releases the
+        claim with `release_address` once the socket is over, however it ends.
+        """
+        count = self._per_address.get(address, 0)
+        if count >= limit:
+            return False
+        self._per_address[address] = count + 1
+        return True
+
+    def release_address(self, address: str) -> None:
+        left = self._per_address[address] - 1
+        if left:
+            self._per_address[address] = left
+        else:
+            del self._per_address[address]
+
+    def address_count(self, address: str) -> int:
+        """Open WebSockets claimed by `address`."""
+        return self._per_address.get(address, 0)
 
     def admit(self, connection: Connection) -> None:
         """From now on `connection` receives its walker's broadcasts."""
