@@ -4,7 +4,6 @@ header, located Python `ast`, and every sample checking clean and building."""
 from __future__ import annotations
 
 import ast
-import importlib.util
 import os
 import subprocess
 import sys
@@ -28,13 +27,6 @@ CASES = Path(__file__).parent / "cases"
 FORMS = CASES / "forms.jac"
 
 
-def _import(path: Path, name: str) -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _run(text: str, walker: str = "W", **fields) -> list:
     namespace: dict = {"__name__": "app"}
     exec(compile_source(text).code, namespace)
@@ -54,12 +46,12 @@ def test_sample_checks_clean(sample: Path) -> None:
 
 
 @pytest.mark.parametrize("sample", SAMPLES, ids=[p.name for p in SAMPLES])
-def test_sample_builds_and_imports(sample: Path, tmp_path: Path) -> None:
+def test_sample_builds_and_imports(import_built, sample: Path, tmp_path: Path) -> None:
     output = build_file(sample, tmp_path / "out.py")
     assert output.path == tmp_path / "out.py" and output.warnings == []
     text = output.path.read_text(encoding="utf-8")
     compile(text, str(output.path), "exec", dont_inherit=True)
-    module = _import(output.path, f"sample_{sample.stem}")
+    module = import_built(output.path, f"sample_{sample.stem}")
     walkers = [v for v in vars(module).values()
                if isinstance(v, type) and issubclass(v, jacc_runtime.Walker)
                and v is not jacc_runtime.Walker]
@@ -68,8 +60,8 @@ def test_sample_builds_and_imports(sample: Path, tmp_path: Path) -> None:
         assert walker.__jacc_spec__.name == walker.__name__
 
 
-def test_chat_sample_runs(tmp_path: Path) -> None:
-    chat = _import(build_file(ROOT / "samples" / "chat.jac", tmp_path / "chat.py").path,
+def test_chat_sample_runs(import_built, tmp_path: Path) -> None:
+    chat = import_built(build_file(ROOT / "samples" / "chat.jac", tmp_path / "chat.py").path,
                    "chat_sample")
     [item] = jacc_runtime.run(chat.ChatRoom(message="buy spam now", sender="ann"))
     assert (item["sender"], item["content"]) == ("ann", "buy **** now")
@@ -130,10 +122,10 @@ def test_header_names_the_source_relative_to_the_output(tmp_path: Path) -> None:
     assert f"from ..{os.sep}src{os.sep}app.jac." in text.splitlines()[0]
 
 
-def test_header_comes_before_the_module_docstring(tmp_path: Path) -> None:
+def test_header_comes_before_the_module_docstring(import_built, tmp_path: Path) -> None:
     source = tmp_path / "app.jac"
     source.write_text('\n"""The doc."""\nwalker W {}\n', encoding="utf-8")
-    module = _import(build_file(source).path, "with_doc")
+    module = import_built(build_file(source).path, "with_doc")
     assert module.__doc__ == "The doc."
 
 
@@ -211,10 +203,10 @@ def test_every_slice_form_is_located() -> None:
         assert ":" in text and text == text.strip("[]"), (text, ast.dump(node))
 
 
-def test_slices_with_omitted_parts_build_and_run(tmp_path: Path) -> None:
+def test_slices_with_omitted_parts_build_and_run(import_built, tmp_path: Path) -> None:
     source = tmp_path / "slices.jac"
     source.write_text(SLICES, encoding="utf-8")
-    built = _import(build_file(source, tmp_path / "slices_built.py").path, "slices_built")
+    built = import_built(build_file(source, tmp_path / "slices_built.py").path, "slices_built")
     in_memory = load_module(source, "slices_in_memory")
     for module in (built, in_memory):
         assert jacc_runtime.run(module.Slices()) == SLICE_REPORTS

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import importlib.util
 import os
 import shutil
 import types
@@ -47,13 +46,6 @@ def _build(name: str, folder: Path) -> Path:
     source = folder / f"{name}.jac"
     shutil.copyfile(CASES / f"{name}.jac", source)
     return build_file(source).path
-
-
-def _import(path: Path, name: str) -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _walk(node):
@@ -149,8 +141,8 @@ def test_the_seed_sample_holds_the_guide_walkers_verbatim() -> None:
         assert source in text
 
 
-def test_seed_walkers_compile_to_their_specs(tmp_path: Path) -> None:
-    module = _import(_build("seed_walkers", tmp_path), "seed_walkers_built")
+def test_seed_walkers_compile_to_their_specs(import_built, tmp_path: Path) -> None:
+    module = import_built(_build("seed_walkers", tmp_path), "seed_walkers_built")
     for name, (public, broadcast, fields) in SEED_SPECS.items():
         spec = getattr(module, name).__jacc_spec__
         assert (spec.name, spec.protocol, spec.public, spec.broadcast) == (
@@ -160,8 +152,8 @@ def test_seed_walkers_compile_to_their_specs(tmp_path: Path) -> None:
         assert all(f.type == "str" for f in spec.fields)
 
 
-def test_seed_walkers_run(tmp_path: Path) -> None:
-    module = _import(_build("seed_walkers", tmp_path), "seed_walkers_run")
+def test_seed_walkers_run(import_built, tmp_path: Path) -> None:
+    module = import_built(_build("seed_walkers", tmp_path), "seed_walkers_run")
     assert jacc_runtime.run(module.EchoMessage(message="hi")) == [
         {"echo": "hi", "client_id": "anonymous"}]
     assert jacc_runtime.run(module.PingPong()) == [{"status": "pong"}]
@@ -249,9 +241,10 @@ def test_forms_uses_every_operator_and_literal_form() -> None:
     assert any(isinstance(x, n.Ability) and x.name is None for x in found)
 
 
-def _forms(tmp_path: Path) -> types.ModuleType:
+@pytest.fixture
+def forms_module(import_built, tmp_path: Path) -> types.ModuleType:
     built = _build("forms", tmp_path)
-    return _import(built, f"forms_{tmp_path.name}")
+    return import_built(built, f"forms_{tmp_path.name}")
 
 
 EXPECTED_REPORTS = [
@@ -277,8 +270,8 @@ EXPECTED_REPORTS = [
 ]
 
 
-def test_forms_run_gives_the_expected_reports(tmp_path: Path) -> None:
-    forms = _forms(tmp_path)
+def test_forms_run_gives_the_expected_reports(forms_module, tmp_path: Path) -> None:
+    forms = forms_module
     assert jacc_runtime.run(forms.Everything(name="walkers")) == EXPECTED_REPORTS
 
 
@@ -289,15 +282,15 @@ def test_forms_in_memory_gives_the_same_reports() -> None:
     assert jacc_runtime.run(namespace["Everything"](name="walkers")) == EXPECTED_REPORTS
 
 
-def test_forms_disengage_ends_the_walk_at_once(tmp_path: Path) -> None:
-    reports = jacc_runtime.run(_forms(tmp_path).Everything(name="stop"))
+def test_forms_disengage_ends_the_walk_at_once(forms_module, tmp_path: Path) -> None:
+    reports = jacc_runtime.run(forms_module.Everything(name="stop"))
     assert reports[-1] == "before disengage"
     assert "after disengage" not in reports and "exit" not in reports
     assert "base exit" not in reports
 
 
-def test_forms_defaults_are_per_instance_and_static_has_is_shared(tmp_path: Path) -> None:
-    forms = _forms(tmp_path)
+def test_forms_defaults_are_per_instance_and_static_has_is_shared(forms_module, tmp_path: Path) -> None:
+    forms = forms_module
     first, second = forms.Everything(name="alpha"), forms.Everything(name="beta")
     assert first.items == [] and first.items is not second.items
     assert first.extra is not second.extra
@@ -310,16 +303,16 @@ def test_forms_defaults_are_per_instance_and_static_has_is_shared(tmp_path: Path
         "origin", "name", "items", "extra"]  # static has is no field
 
 
-def test_forms_missing_required_field_names_it(tmp_path: Path) -> None:
-    forms = _forms(tmp_path)
+def test_forms_missing_required_field_names_it(forms_module, tmp_path: Path) -> None:
+    forms = forms_module
     with pytest.raises(TypeError, match="'name'"):
         forms.Everything()
     with pytest.raises(TypeError, match="'nickname'"):
         forms.Everything(name="x", nickname="y")
 
 
-def test_forms_spec(tmp_path: Path) -> None:
-    forms = _forms(tmp_path)
+def test_forms_spec(forms_module, tmp_path: Path) -> None:
+    forms = forms_module
     spec = forms.Everything.__jacc_spec__
     assert (spec.protocol, spec.broadcast, spec.public, spec.is_async) == (
         "websocket", True, True, True)
@@ -338,13 +331,13 @@ def test_forms_spec(tmp_path: Path) -> None:
     assert (hidden.public, [f.name for f in hidden.fields]) == (False, ["origin"])
 
 
-def test_forms_hidden_runs_only_the_base_abilities(tmp_path: Path) -> None:
-    forms = _forms(tmp_path)
+def test_forms_hidden_runs_only_the_base_abilities(forms_module, tmp_path: Path) -> None:
+    forms = forms_module
     assert jacc_runtime.run(forms.Hidden()) == ["base entry", "base exit"]
 
 
-def test_forms_functions_and_globs(tmp_path: Path) -> None:
-    forms = _forms(tmp_path)
+def test_forms_functions_and_globs(forms_module, tmp_path: Path) -> None:
+    forms = forms_module
     assert (forms.LIMIT, forms.greeting, forms.shared) == (3, "hi", [])
     assert forms.collect(1, 2, sep="/", z=0) == "1/2/z=0"
     assert forms.square(5) == 25 and forms.square.cache_info().hits == 0
@@ -421,7 +414,7 @@ def test_files_with_nothing_but_imports_or_nothing_at_all(text: str) -> None:
     compile(compiled.tree, "app.jac", "exec")
 
 
-def test_fstring_self_documenting_expressions(tmp_path: Path) -> None:
+def test_fstring_self_documenting_expressions(import_built, tmp_path: Path) -> None:
     # Python's `{x=}`: the text as written, then repr (or the conversion / spec given).
     exprs = ['f"{x=}"', 'f"{x = !s:>4}"', 'f"{x=:>3}"', 'f"{x == 3}"', "f\"{ 's' = }\"",
              'f"a{1+1=}b"', 'f"{x!r}"']
@@ -430,5 +423,5 @@ def test_fstring_self_documenting_expressions(tmp_path: Path) -> None:
     source = tmp_path / "app.jac"
     source.write_text("\nwalker W {\n    can a with entry {\n        x = 3;\n"
                       f"        report [{', '.join(exprs)}];\n    }}\n}}\n", encoding="utf-8")
-    built = _import(build_file(source).path, "fstring_debug")
+    built = import_built(build_file(source).path, "fstring_debug")
     assert jacc_runtime.run(built.W()) == [expected]
