@@ -66,7 +66,7 @@ def test_values_that_fit(type_text: str, value: object) -> None:
     [
         ("list[str]", ["a", "b", 3], "expected list[str], got int at [2]"),
         ("int", True, "expected int, got bool"),
-        ("int", 1.0, "expected int, got float"),
+        ("int", 1.5, "expected int, got float"),
         ("str", None, "expected str, got null"),
         ("str", 123, "expected str, got int"),
         ("float", False, "expected float, got bool"),
@@ -268,6 +268,7 @@ _value_of_kind: dict[str, st.SearchStrategy[object]] = {
     "null": st.none(),
     "bool": st.booleans(),
     "int": st.integers(),
+    # JSON's kinds: a float with no fractional part is the integer it equals.
     "float": st.floats(allow_nan=False).filter(lambda x: not float(x).is_integer()),
     "str": st.text(max_size=8),
     "list": st.lists(_json_values, max_size=3),
@@ -417,17 +418,6 @@ def test_no_annotation_and_no_value_makes_a_check_raise(type_text: str, value: o
 # --- the two views agree ----------------------------------------------------
 
 
-def _as_json_schema_sees(value: object) -> object:
-    """JSON Schema's data model has one number 1, however written: 1.0 is that integer."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, list):
-        return [_as_json_schema_sees(element) for element in value]
-    if isinstance(value, dict):
-        return {key: _as_json_schema_sees(element) for key, element in value.items()}
-    return value
-
-
 def _assert_views_agree(type_text: str, value: object) -> None:
     model = declared_type(type_text)
     schema = model.json_schema()
@@ -439,9 +429,8 @@ def _assert_views_agree(type_text: str, value: object) -> None:
         assert documented, (
             f"{type_text}: the check accepts {value!r}, the schema {schema} refuses it"
         )
-    # The one difference JSON Schema cannot express: the check refuses 1.0 for `int`
-    # (docs/protocol.md, "Declared types"). Past that, refused means undocumented.
-    assert documented == (model.check(_as_json_schema_sees(value)) is None), (
+    # Refused means undocumented, and accepted documented: the views are equal.
+    assert documented == accepted, (
         f"{type_text}: the check and the schema {schema} disagree on {value!r}"
     )
 
@@ -493,12 +482,37 @@ def test_odd_annotations_keep_the_views_in_agreement(data: st.DataObject) -> Non
     _assert_views_agree(type_text, value)
 
 
-def test_an_integral_float_is_an_integer_to_the_schema_but_not_to_the_check() -> None:
-    # Pinned so that the difference stays a decision, not an accident.
+def test_an_integral_float_is_an_integer_to_the_check_and_the_schema() -> None:
     model = declared_type("int")
     assert Draft202012Validator(model.json_schema()).is_valid(1.0)
-    assert model.check(1.0) == "expected int, got float"
+    assert model.check(1.0) is None and model.check(-3e2) is None
+    assert model.check(1.5) == "expected int, got float"
     assert declared_type("float").check(1.0) is None
+
+
+@pytest.mark.parametrize(("type_text", "value", "handed"), [
+    ("int", 1.0, 1),
+    ("int", 7, 7),
+    ("list[int]", [1.0, 2, 3e1], [1, 2, 30]),
+    ("dict[str, int]", {"a": 2.0}, {"a": 2}),
+    ("int | None", 4.0, 4),
+    ("int | float", 4.0, 4),
+    ("float | int", 4.0, 4.0),
+    ("list[int | str]", ["x", 5.0], ["x", 5]),
+    ("Optional[List[int]]", [0.0], [0]),
+])
+def test_the_walker_is_handed_ints_where_it_declared_int(type_text, value, handed) -> None:
+    model = declared_type(type_text)
+    assert model.check(value) is None
+    result = model.normalise(value)
+    assert result == handed and type(result) is type(handed)
+    if isinstance(result, list):
+        assert [type(x) for x in result] == [type(x) for x in handed]
+
+
+@pytest.mark.parametrize("type_text", ["str", "float", "list[str]", "dict", "any", "bool | None"])
+def test_types_without_an_int_convert_nothing(type_text) -> None:
+    assert declared_type(type_text).normalise is None
 
 
 def test_float_fits_infinities_but_int_does_not() -> None:

@@ -26,10 +26,11 @@ because of an annotation it does not understand. That holds for parts too:
 In `dict[K, V]` only the values are checked: JSON object keys are always
 strings, so a key type other than `str` could never be satisfied over the wire.
 
-The two views agree on every JSON value but one kind, which JSON Schema cannot
-tell apart: a float with no fractional part (`1.0`) is an integer to JSON
-Schema, while the check refuses it for `int` so that the walker never holds a
-float where it declared an int (docs/protocol.md, "Declared types").
+The two views agree on every JSON value. A float with no fractional part (`1.0`)
+is an integer to JSON and to JSON Schema, so the check accepts it for `int`
+too; the third view, `normalise`, then hands the walker the int 1, so that a
+walker never holds a float where it declared an int (docs/protocol.md,
+"Declared types").
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ __all__ = [
 _Failure = tuple[object, tuple[str, ...]]
 _Matcher = Callable[[object], "_Failure | None"]
 Check = Callable[[object], "str | None"]
+Normaliser = Callable[[object], object]
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,6 +78,10 @@ class DeclaredType:
     text: str
     node: TypeNode
     check: Check
+    # Applied to a value `check` accepted, before a walker sees it: JSON has one
+    # number 1 however it is written, so `1.0` fits `int` and becomes the int 1.
+    # None for the many types with nothing to convert (no `int` inside).
+    normalise: Normaliser | None = None
 
     def json_schema(self) -> dict:
         """The JSON Schema (2020-12, as OpenAPI 3.1 uses) of the values `check` accepts."""
@@ -92,7 +98,7 @@ def declared_type(type_text: str) -> DeclaredType:
     try:
         tree = ast.parse(type_text.strip(), mode="eval").body
         node, shown = _node(tree), ast.unparse(tree)
-        return DeclaredType(shown, node, _make_check(node.matcher(), shown))
+        return DeclaredType(shown, node, _make_check(node.matcher(), shown), node.normaliser())
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         # ValueError: null bytes in the text; RecursionError/MemoryError: absurd nesting.
         return DeclaredType(type_text, Unchecked(), _accept_all)
@@ -154,6 +160,10 @@ class TypeNode(abc.ABC):
     def json_schema(self) -> dict:
         """The schema view: a fresh dict, so callers may place it in a document."""
 
+    def normaliser(self) -> Normaliser | None:
+        """What turns an accepted value into the one the walker gets; None: as it is."""
+        return None
+
     @classmethod
     def named(cls, args: tuple[TypeNode, ...] | None) -> TypeNode | None:
         """The node a name stands for, bare (`args` None) or subscripted; None if ill-formed."""
@@ -175,9 +185,12 @@ class Int(TypeNode):
         return _match_int
 
     def json_schema(self) -> dict:
-        # JSON Schema's integer never matches a boolean, as the check refuses bools;
-        # it does match 1.0, which the check refuses (see the module docstring).
+        # JSON Schema's integer never matches a boolean, as the check refuses bools,
+        # and matches 1.0, as the check accepts it (and makes it the int 1).
         return {"type": "integer"}
+
+    def normaliser(self) -> Normaliser:
+        return _int_of
 
 
 @dataclass(frozen=True)
@@ -246,6 +259,10 @@ class ListOf(TypeNode):
         items = self.item.json_schema()
         return {"type": "array", "items": items} if items else {"type": "array"}
 
+    def normaliser(self) -> Normaliser | None:
+        item = self.item.normaliser()
+        return _each_of(item) if item is not None else None
+
 
 @dataclass(frozen=True)
 class DictOf(TypeNode):
@@ -267,6 +284,10 @@ class DictOf(TypeNode):
         if not values:
             return {"type": "object"}
         return {"type": "object", "additionalProperties": values}
+
+    def normaliser(self) -> Normaliser | None:
+        values = self.value.normaliser()
+        return _values_of(values) if values is not None else None
 
 
 @dataclass(frozen=True)
@@ -294,6 +315,12 @@ class UnionOf(TypeNode):
     def json_schema(self) -> dict:
         schemas = [member.json_schema() for member in self.members]
         return {} if {} in schemas else {"anyOf": schemas}
+
+    def normaliser(self) -> Normaliser | None:
+        pairs = tuple((member.matcher(), member.normaliser()) for member in self.members)
+        if all(normaliser is None for _, normaliser in pairs):
+            return None
+        return _first_fitting(pairs)
 
 
 def _optional(args: tuple[TypeNode, ...] | None) -> TypeNode | None:
@@ -360,10 +387,45 @@ def _match_str(value: object) -> _Failure | None:
 
 
 def _match_int(value: object) -> _Failure | None:
-    # bool is a subclass of int in Python but a different kind in JSON.
-    if isinstance(value, int) and not isinstance(value, bool):
+    # bool is a subclass of int in Python but a different kind in JSON; 1.0 is the
+    # number 1 to JSON (and to JSON Schema), so it is an integer here too.
+    kind = type(value)
+    if kind is int or (kind is float and value.is_integer()):
         return None
     return (value, ())
+
+
+# --- normalisers: what a walker is handed ------------------------------------
+
+
+def _int_of(value: object) -> object:
+    return int(value) if type(value) is float else value
+
+
+def _each_of(item: Normaliser) -> Normaliser:
+    def normalise(value: object) -> object:
+        return [item(element) for element in value]
+
+    return normalise
+
+
+def _values_of(item: Normaliser) -> Normaliser:
+    def normalise(value: object) -> object:
+        return {key: item(element) for key, element in value.items()}
+
+    return normalise
+
+
+def _first_fitting(members: tuple[tuple[_Matcher | None, Normaliser | None], ...]) -> Normaliser:
+    # A union converts as its first member that accepts the value: `int | float`
+    # makes 1.0 the int 1, `float | int` leaves it a float.
+    def normalise(value: object) -> object:
+        for matcher, normaliser in members:
+            if matcher is None or matcher(value) is None:
+                return normaliser(value) if normaliser is not None else value
+        return value
+
+    return normalise
 
 
 def _match_float(value: object) -> _Failure | None:

@@ -348,7 +348,8 @@ class WalkerBinding:
     name for each frame and runs the newest code.
     """
 
-    __slots__ = ("cls", "spec", "name", "controls", "_checks", "_required", "_required_set", "_types")
+    __slots__ = ("cls", "spec", "name", "controls", "_checks", "_normalisers", "_required",
+                 "_required_set", "_types")
 
     def __init__(self, cls: type[Walker]) -> None:
         spec = cls.__jacc_spec__
@@ -358,6 +359,12 @@ class WalkerBinding:
         # A walker with a `type` field owns that key: no control frames there.
         self.controls = "type" not in spec.field_names
         self._checks = {f.name: declared_type(f.type).check for f in spec.fields}
+        # Only fields with an `int` inside have anything to convert (1.0 → 1): most
+        # walkers have none, and pay nothing for them.
+        self._normalisers = tuple(
+            (f.name, normalise) for f in spec.fields
+            if (normalise := declared_type(f.type).normalise) is not None
+        )
         self._required = tuple(f.name for f in spec.fields if f.required)
         self._required_set = frozenset(self._required)
         self._types = {f.name: f.type for f in spec.fields}
@@ -379,6 +386,9 @@ class WalkerBinding:
                 raise self._invalid(payload)
         if not payload.keys() >= self._required_set:
             raise self._invalid(payload)
+        for name, normalise in self._normalisers:
+            if name in payload:
+                payload[name] = normalise(payload[name])
 
     def _invalid(self, payload: dict) -> ProtocolError:
         # The slow path: the problems, in the walker's field order first. The answer
