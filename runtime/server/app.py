@@ -266,11 +266,13 @@ class JaccApp:
             body = decode_object(await request.body())
             username = _username(body.get("identity"))
             password = _password(body.get("credential"))
-            user_id = await self._account_call("authenticate", username, password)
+            account = await self._account_call("authenticate", username, password)
         except ProtocolError as error:
             return _error_response(error)
-        token = self.tokens.issue(username, user_id=user_id)
-        return _json_response(encode({"ok": True, "data": {"user_id": user_id, "token": token}}))
+        # `sub` is the name as registered, whichever look-alike spelling logged in.
+        token = self.tokens.issue(account.username, user_id=account.user_id)
+        data = {"user_id": account.user_id, "token": token}
+        return _json_response(encode({"ok": True, "data": data}))
 
     async def _refresh_token(self, request: Request) -> Response:
         try:
@@ -288,7 +290,7 @@ class JaccApp:
         data = {"user_id": identity.user_id, "token": fresh}
         return _json_response(encode({"ok": True, "data": data}))
 
-    async def _account_call(self, action: str, username: str, password: str) -> str:
+    async def _account_call(self, action: str, username: str, password: str) -> Any:
         if self.accounts is None:
             raise ProtocolError(NOT_FOUND, "accounts are not enabled on this server")
         try:
