@@ -44,6 +44,7 @@ __all__ = [
     "IdentityTaken",
     "InvalidCredentials",
     "InvalidUsername",
+    "login_key",
     "username_key",
 ]
 
@@ -305,6 +306,14 @@ def username_key(username: str) -> str:
     folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", username).casefold())
     visible = "".join(char for char in folded if not _invisible(char))
     return " ".join(visible.split())
+
+
+def login_key(username: str) -> str:
+    """The key a login as `username` is looked up and throttled under.
+
+    Raises ValueError if `username` cannot be a user name (empty, blank, too long).
+    """
+    return username_key(_display_name(username))
 
 
 def _invisible(char: str) -> bool:
