@@ -245,7 +245,7 @@ def _signed(payload: str, header: str = '{"alg":"HS256","typ":"JWT"}') -> str:
         '{"sub":"a","exp":NaN}',
         '{"sub":"a","exp":Infinity}',
         '{"sub":"a","exp":9999999999,"iat":1e400}',
-        '{"sub":"a","exp":9999999999,"x":' + "[" * 1000 + "]" * 1000 + "}",
+        '{"sub":"a","exp":9999999999,"x":' + "[" * 1100 + "]" * 1100 + "}",
         '{"sub":"a","exp":' + "9" * 1500 + "}",
         "[1]",
         "null",
@@ -258,7 +258,7 @@ def test_claims_json_that_only_a_hand_can_write_is_invalid(payload: str) -> None
 
 @pytest.mark.parametrize(
     "header",
-    ["[" * 1500 + "]" * 1500, '{"alg":["HS256"]}', '{"alg":"HS256","kid":{"a":1}}', "7"],
+    ["[" * 1100 + "]" * 1100, '{"alg":["HS256"]}', '{"alg":"HS256","kid":{"a":1}}', "7"],
     ids=lambda header: header[:20],
 )
 def test_a_hostile_header_is_invalid(header: str) -> None:
