@@ -5,8 +5,10 @@ then sends N concurrent logins for unknown user names and reports:
 
 - the server's RSS before, at its peak during the flood, and 2 s after;
 - the status codes the flood got (200, 401, 429, ...) and how long it took;
-- how a bystander fared meanwhile: `/healthz` and one WebSocket round trip
-  (latency, answered or not), and whether the registered user could still log in.
+- how a bystander (a process of its own) fared meanwhile: `/healthz` and one
+  WebSocket round trip every 50 ms, answered or not and the slowest, from 1 s
+  before the flood to 2 s after; and whether the registered user could log in
+  afterwards.
 
     python bench/logins.py [--logins 200] [--same-name] [--no-throttle]
 
@@ -66,12 +68,15 @@ class PeakRss:
             time.sleep(0.01)
 
 
-async def bystander(base: str, ws_url: str, done: asyncio.Event) -> dict:
-    """What another client sees while the flood runs: health and a WebSocket echo."""
+async def bystander(base: str) -> dict:
+    """What another client sees until its stdin closes: `/healthz` and a WebSocket echo."""
     worst = 0.0
     answered = failed = 0
+    stop = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+    ws_url = base.replace("http", "ws", 1) + "/ws/EchoMessage"
     async with httpx.AsyncClient(timeout=30) as client, connect(ws_url) as ws:
-        while not done.is_set():
+        while not stop.is_set():
             start = time.perf_counter()
             try:
                 health = await client.get(f"{base}/healthz")
@@ -86,11 +91,15 @@ async def bystander(base: str, ws_url: str, done: asyncio.Event) -> dict:
     return {"answered": answered, "failed": failed, "worst ms": round(worst * 1e3)}
 
 
-async def flood(base: str, count: int, same_name: bool) -> tuple[Counter, float, dict]:
+def start_bystander(base: str) -> subprocess.Popen:
+    # A process of its own: in the flood's process it would share the client's CPU and
+    # event loop, and measure the client's queueing rather than the server's.
+    return subprocess.Popen([sys.executable, __file__, "--bystander", base],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+async def flood(base: str, count: int, same_name: bool) -> tuple[Counter, float]:
     limits = httpx.Limits(max_connections=count + 10, max_keepalive_connections=count + 10)
-    done = asyncio.Event()
-    watcher = asyncio.create_task(bystander(base, base.replace("http", "ws") + "/ws/EchoMessage",
-                                            done))
     async with httpx.AsyncClient(limits=limits, timeout=600) as client:
         async def one(i: int) -> int:
             name = "nobody" if same_name else f"nobody-{i}"
@@ -100,8 +109,7 @@ async def flood(base: str, count: int, same_name: bool) -> tuple[Counter, float,
         start = time.perf_counter()
         codes = Counter(await asyncio.gather(*(one(i) for i in range(count))))
         elapsed = time.perf_counter() - start
-    done.set()
-    return codes, elapsed, await watcher
+    return codes, elapsed
 
 
 def main() -> None:
@@ -109,7 +117,11 @@ def main() -> None:
     parser.add_argument("--logins", type=int, default=200)
     parser.add_argument("--same-name", action="store_true")
     parser.add_argument("--no-throttle", action="store_true")
+    parser.add_argument("--bystander", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.bystander:
+        print(json.dumps(asyncio.run(bystander(args.bystander))))
+        return
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as folder:
@@ -128,10 +140,13 @@ def main() -> None:
                           "credential": {"type": "password", "password": "right"}}
             httpx.post(f"{base}/user/register", json=registered, timeout=30)
             before = rss_mb(process.pid)
+            watcher = start_bystander(base)
+            time.sleep(1.0)  # the bystander is connected and answered before the flood
             with PeakRss(process.pid) as peak:
-                codes, elapsed, seen = asyncio.run(flood(base, args.logins, args.same_name))
+                codes, elapsed = asyncio.run(flood(base, args.logins, args.same_name))
                 time.sleep(2)
             after = rss_mb(process.pid)
+            seen = json.loads(watcher.communicate("", timeout=60)[0])
             owner = httpx.post(f"{base}/user/login", json=body("owner", "right"), timeout=30)
             alive = process.poll() is None
         finally:
