@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from dataclasses import replace
 
 import jwt
 import pytest
@@ -19,7 +20,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from jacc_runtime import Walker, entry, field, report
 from jacc_runtime.server.accounts import AccountStore
-from jacc_runtime.server.app import JaccApp
+from jacc_runtime.server.app import JaccApp, default_config
 from jacc_runtime.server.auth import TokenService
 from jacc_runtime.server.ws.backplane import MemoryBackplane
 
@@ -391,10 +392,6 @@ def test_malformed_account_bodies_are_400_or_422(client, body):
 
 
 def _accounts_app(tmp_path, tokens, **auth):
-    from dataclasses import replace
-
-    from jacc_runtime.server.app import default_config
-
     config = default_config()
     config = replace(config, auth=replace(config.auth, **auth))
     accounts = AccountStore(tmp_path / "users.db")
