@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from dataclasses import replace
 
 import jwt
 import pytest
@@ -19,7 +20,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from jacc_runtime import Walker, entry, field, report
 from jacc_runtime.server.accounts import AccountStore
-from jacc_runtime.server.app import JaccApp
+from jacc_runtime.server.app import JaccApp, default_config
 from jacc_runtime.server.auth import TokenService
 from jacc_runtime.server.ws.backplane import MemoryBackplane
 
@@ -388,6 +389,68 @@ def test_malformed_account_bodies_are_400_or_422(client, body):
         response = client.post(route, content=body)
         assert response.status_code in (400, 401, 422), (route, response.text)
         assert response.json()["ok"] is False
+
+
+def _accounts_app(tmp_path, tokens, **auth):
+    config = default_config()
+    config = replace(config, auth=replace(config.auth, **auth))
+    accounts = AccountStore(tmp_path / "users.db")
+    return JaccApp(WALKERS, tokens=tokens, config=config, accounts=accounts), accounts
+
+
+def test_failed_logins_are_throttled_with_retry_after(tmp_path, tokens):
+    app, accounts = _accounts_app(tmp_path, tokens, login_attempts=2, login_backoff_seconds=1.0)
+    with accounts, TestClient(app) as client:
+        register(client, "alice")
+        assert [login(client, "ALICE", "wrong").status_code for _ in range(2)] == [401, 401]
+        throttled = login(client, "alice")  # right password, but during the lockout
+        assert throttled.status_code == 429 and throttled.headers["retry-after"] == "1"
+        assert throttled.json()["error"]["code"] == "RATE_LIMITED"
+        assert throttled.json()["error"]["reason"] == "login_attempts"
+        time.sleep(1.05)
+        assert login(client, "alice").status_code == 200  # at once after the lockout
+
+
+def test_names_are_unique_by_their_look_alike_key(client, tokens):
+    user_id = register(client, "Alice").json()["data"]["user_id"]
+    taken = register(client, "\uff41lice ")
+    assert taken.status_code == 400 and taken.json()["error"]["code"] == "IDENTITY_TAKEN"
+    refused = register(client, "al\u200bice")
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "INVALID_PAYLOAD"
+    assert "U+200B" in refused.json()["error"]["message"]
+    logged_in = login(client, "ALICE").json()["data"]
+    assert logged_in["user_id"] == user_id
+    assert tokens.verify(logged_in["token"]).user == "Alice"  # as registered
+
+
+def test_refresh_rotates_and_a_deleted_account_ends_its_tokens(tmp_path, tokens):
+    app, accounts = _accounts_app(tmp_path, tokens, refresh_grace_seconds=0)
+    with accounts, TestClient(app) as client:
+        user_id = register(client, "alice").json()["data"]["user_id"]
+        first = login(client, "alice").json()["data"]["token"]
+        second = client.post("/user/refresh-token", json={"token": first})
+        assert second.status_code == 200
+        again = client.post("/user/refresh-token", json={"token": first})
+        assert again.status_code == 401 and "refreshed" in again.json()["error"]["message"]
+        bearer = {"Authorization": f"Bearer {first}"}
+        assert client.post("/walker/Private", json={}, headers=bearer).status_code == 401
+        fresh = second.json()["data"]["token"]
+        bearer = {"Authorization": f"Bearer {fresh}"}
+        assert client.post("/walker/Private", json={}, headers=bearer).status_code == 200
+        accounts.delete(user_id)
+        assert client.post("/walker/Private", json={}, headers=bearer).status_code == 401
+        gone = client.post("/user/refresh-token", json={"token": fresh})
+        assert gone.status_code == 401 and "no account" in gone.json()["error"]["message"]
+        # An operator token (`jacc token`) needs no account.
+        operator = {"Authorization": f"Bearer {tokens.issue('tester')}"}
+        assert client.post("/walker/Private", json={}, headers=operator).status_code == 200
+
+
+def test_without_accounts_refresh_is_not_served(tokens):
+    with TestClient(JaccApp(WALKERS, tokens=tokens)) as client:
+        response = client.post("/user/refresh-token", json={"token": tokens.issue("alice")})
+        assert response.status_code == 404
 
 
 def test_healthz_counts_connections(client):

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import os
 import stat
@@ -14,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from jacc_runtime.server.auth import (
+    MAX_TOKEN_CHARS,
     AuthError,
     Identity,
     TokenService,
@@ -57,20 +60,34 @@ def test_an_issued_token_verifies_to_its_identity() -> None:
     assert before + 118 <= identity.expires_at <= time.time() + 120
 
 
-def test_user_id_defaults_to_the_user_name() -> None:
+def test_without_a_user_id_the_token_is_an_operator_token_for_the_name() -> None:
     service = TokenService(SECRET)
     identity = service.verify(service.issue("bob"))
-    assert identity == Identity(user="bob", user_id="bob", expires_at=identity.expires_at)
+    assert identity == Identity(
+        user="bob",
+        user_id="bob",
+        expires_at=identity.expires_at,
+        token_id=identity.token_id,
+        operator=True,
+    )
 
 
-def test_issued_claims_are_sub_user_id_iat_and_exp() -> None:
+def test_issued_claims_are_sub_user_id_iat_exp_and_jti() -> None:
     service = TokenService(SECRET, ttl_seconds=86400)
-    token = service.issue("alice", ttl_seconds=1)
+    token = service.issue("alice", "u-1", ttl_seconds=1)
     claims = jwt.decode(token, SECRET, algorithms=["HS256"])
-    assert set(claims) == {"sub", "user_id", "iat", "exp"}
-    assert claims["sub"] == "alice" and claims["user_id"] == "alice"
+    assert set(claims) == {"sub", "user_id", "iat", "exp", "jti"}
+    assert claims["sub"] == "alice" and claims["user_id"] == "u-1"
     assert claims["exp"] - claims["iat"] == 1
     assert jwt.get_unverified_header(token)["alg"] == "HS256"
+    operator = jwt.decode(service.issue("alice"), SECRET, algorithms=["HS256"])
+    assert operator["operator"] is True and operator["user_id"] == "alice"
+
+
+def test_every_token_gets_its_own_jti() -> None:
+    service = TokenService(SECRET)
+    ids = {service.verify(service.issue("alice", "u1")).token_id for _ in range(50)}
+    assert len(ids) == 50 and None not in ids
 
 
 def test_tokens_from_another_service_with_the_same_secret_verify() -> None:
@@ -181,11 +198,106 @@ def test_a_token_lacking_sub_or_exp_is_invalid(missing: str) -> None:
         {"exp": [9999999999]},
         {"iat": "yesterday"},
         {"iat": int(time.time()) + 3600},
+        {"exp": 10**400},
+        {"exp": -(10**400)},
+        {"exp": -1},
+        {"exp": 2**63},
+        {"exp": int(time.time()) + 60.5},
+        {"exp": float(int(time.time()) + 60)},
+        {"exp": True},
+        {"exp": {"at": 9999999999}},
+        {"iat": 10**400},
+        {"iat": 1.5},
+        {"iat": {"nested": [{"deeper": 1}]}},
+        {"nbf": 10**400},
+        {"nbf": "now"},
+        {"nbf": int(time.time()) + 3600},
+        {"sub": {"name": "alice"}},
+        {"sub": ["alice"]},
+        {"sub": "a" * 257},
+        {"user_id": {"id": 1}},
+        {"jti": 12},
+        {"jti": ""},
+        {"jti": {"id": "x"}},
+        {"operator": "yes"},
+        {"operator": 1},
+        {"operator": {"is": True}},
     ],
+    ids=repr,
 )
 def test_a_token_with_ill_typed_claims_is_invalid(overrides: dict[str, object]) -> None:
     token = jwt.encode(_claims(**overrides), SECRET, algorithm="HS256")
     assert _refusal(TokenService(SECRET), token).reason == "invalid"
+
+
+def _signed(payload: str, header: str = '{"alg":"HS256","typ":"JWT"}') -> str:
+    """A token with exactly this payload text: JSON that PyJWT's encoder would not write."""
+    signing_input = f"{_b64(header.encode())}.{_b64(payload.encode())}"
+    signature = hmac.new(SECRET.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{_b64(signature)}"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        '{"sub":"a","exp":1e400}',
+        '{"sub":"a","exp":-1e400}',
+        '{"sub":"a","exp":NaN}',
+        '{"sub":"a","exp":Infinity}',
+        '{"sub":"a","exp":9999999999,"iat":1e400}',
+        '{"sub":"a","exp":9999999999,"x":' + "[" * 1100 + "]" * 1100 + "}",
+        '{"sub":"a","exp":' + "9" * 1500 + "}",
+        "[1]",
+        "null",
+    ],
+    ids=lambda payload: payload[:40],
+)
+def test_claims_json_that_only_a_hand_can_write_is_invalid(payload: str) -> None:
+    assert _refusal(TokenService(SECRET), _signed(payload)).reason == "invalid"
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["[" * 1100 + "]" * 1100, '{"alg":["HS256"]}', '{"alg":"HS256","kid":{"a":1}}', "7"],
+    ids=lambda header: header[:20],
+)
+def test_a_hostile_header_is_invalid(header: str) -> None:
+    token = _signed('{"sub":"a","exp":9999999999}', header)
+    assert _refusal(TokenService(SECRET), token).reason == "invalid"
+
+
+def test_a_token_over_the_length_bound_is_invalid_before_any_parsing() -> None:
+    token = jwt.encode(_claims(padding="x" * 4000), SECRET, algorithm="HS256")
+    assert len(token) > MAX_TOKEN_CHARS
+    error = _refusal(TokenService(SECRET), token)
+    assert error.reason == "invalid" and "longer" in str(error)
+
+
+def test_refusals_name_the_claim_and_never_echo_its_value() -> None:
+    token = jwt.encode(_claims(sub={"secret-ish": "payload"}), SECRET, algorithm="HS256")
+    message = str(_refusal(TokenService(SECRET), token))
+    assert "`sub`" in message and "an object" in message and "secret-ish" not in message
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["sub", "user_id", "exp", "iat", "nbf", "jti", "operator", "x"]),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+            lambda inner: st.lists(inner, max_size=3)
+            | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+            max_leaves=8,
+        ),
+    )
+)
+def test_verify_turns_any_signed_claims_into_an_identity_or_auth_error(claims: dict) -> None:
+    payload = json.dumps(claims, allow_nan=True)
+    try:
+        identity = TokenService(SECRET).verify(_signed(payload))
+    except AuthError as error:
+        assert error.reason in {"invalid", "expired"}
+    else:
+        assert isinstance(identity.expires_at, float) and identity.user
 
 
 def test_a_token_without_user_id_falls_back_to_sub() -> None:
@@ -379,3 +491,100 @@ def test_no_token_survives_redaction(token: str, rest: str) -> None:
     assert "token=[redacted]" in redacted
     assert token not in redacted.replace(rest, "")
     assert redact_tokens(redacted) == redacted
+
+
+# --- bound to a token store: accounts, rotation ----------------------------------
+
+
+class MemoryStore:
+    """The TokenStore protocol over two dicts, as AccountStore implements it over SQLite."""
+
+    def __init__(self, *accounts: str) -> None:
+        self.accounts = set(accounts)
+        self.retired: dict[str, float] = {}
+
+    def has_account(self, user_id: str) -> bool:
+        return user_id in self.accounts
+
+    def retired_at(self, token_id: str) -> float | None:
+        return self.retired.get(token_id)
+
+    def retire(self, token_id: str, expires_at: int) -> bool:
+        if token_id in self.retired:
+            return False
+        self.retired[token_id] = time.time()
+        return True
+
+
+def test_a_bound_service_refuses_a_token_whose_account_is_missing_or_gone() -> None:
+    store = MemoryStore("u1")
+    service = TokenService(SECRET).bound(store)
+    token = service.issue("alice", "u1")
+    assert service.verify(token).user_id == "u1"
+    assert _refusal(service, service.issue("ghost", "u-never")).reason == "invalid"
+    store.accounts.clear()
+    error = _refusal(service, token)
+    assert error.reason == "invalid" and "no account" in str(error)
+    with pytest.raises(AuthError):
+        service.refresh(token)
+
+
+def test_operator_tokens_stand_without_an_account_and_refresh_as_operator_tokens() -> None:
+    service = TokenService(SECRET).bound(MemoryStore())
+    identity, fresh = service.refresh(service.issue("tester"))
+    assert identity.operator and identity.user == "tester"
+    again = service.verify(fresh)
+    assert again.operator and again.user == "tester" and again.token_id != identity.token_id
+
+
+def test_the_unbound_service_checks_signature_and_claims_only() -> None:
+    service = TokenService(SECRET)
+    assert service.verify(service.issue("ghost", "u-never")).user_id == "u-never"
+    with pytest.raises(RuntimeError, match="bound"):
+        service.refresh(service.issue("alice"))
+
+
+def test_refresh_rotates_and_a_refreshed_token_cannot_be_refreshed_again() -> None:
+    store = MemoryStore("u1")
+    service = TokenService(SECRET).bound(store, refresh_grace_seconds=30)
+    first = service.issue("alice", "u1")
+    identity, second = service.refresh(first)
+    assert identity.user_id == "u1" and store.retired_at(identity.token_id) is not None
+    fresh = service.verify(second)
+    assert (fresh.user, fresh.user_id, fresh.operator) == ("alice", "u1", False)
+    error = pytest.raises(AuthError, service.refresh, first).value
+    assert error.reason == "invalid" and "refreshed already" in str(error)
+    _, third = service.refresh(second)  # the new one refreshes, once
+    assert service.verify(third).user_id == "u1"
+
+
+def test_a_retired_token_serves_requests_during_the_grace_only() -> None:
+    store = MemoryStore("u1")
+    service = TokenService(SECRET).bound(store, refresh_grace_seconds=30)
+    token = service.issue("alice", "u1")
+    identity, _ = service.refresh(token)
+    assert service.verify(token).user_id == "u1"  # within the grace
+    store.retired[identity.token_id] -= 31
+    error = _refusal(service, token)
+    assert error.reason == "invalid" and "refreshed" in str(error)
+    no_grace = TokenService(SECRET).bound(MemoryStore("u1"), refresh_grace_seconds=0)
+    token = no_grace.issue("alice", "u1")
+    no_grace.refresh(token)
+    assert _refusal(no_grace, token).reason == "invalid"
+
+
+def test_a_token_without_jti_is_not_refreshed() -> None:
+    # As issued before rotation existed: good for requests until it expires, not renewable.
+    service = TokenService(SECRET).bound(MemoryStore("u1"))
+    token = jwt.encode(_claims(), SECRET, algorithm="HS256")
+    assert service.verify(token).token_id is None
+    error = pytest.raises(AuthError, service.refresh, token).value
+    assert "jti" in str(error) and error.reason == "invalid"
+
+
+def test_binding_leaves_the_original_unbound() -> None:
+    service = TokenService(SECRET)
+    service.bound(MemoryStore())
+    assert service.verify(service.issue("ghost", "u-never")).user == "ghost"
+    with pytest.raises(ValueError):
+        service.bound(MemoryStore(), refresh_grace_seconds=-1)

@@ -386,3 +386,29 @@ def test_every_key_is_in_the_configuration_docs() -> None:
         assert f"## `[{section}]`" in docs
         for field in dataclasses.fields(table):
             assert f"| `{field.name}` |" in docs, f"{section}.{field.name}"
+
+
+# --- [auth] login throttling and token rotation ------------------------------------
+
+
+def test_login_and_refresh_settings(tmp_path: Path) -> None:
+    config = load_config(_app(tmp_path), environ={})
+    assert (config.auth.login_attempts, config.auth.login_address_attempts) == (5, 20)
+    assert config.auth.login_window_seconds == 900.0 and config.auth.login_backoff_seconds == 1.0
+    assert config.auth.login_throttle_entries == 10000
+    assert config.auth.refresh_grace_seconds == 30.0
+    app = _app(tmp_path, "[auth]\nlogin_attempts = 3\nrefresh_grace_seconds = 0\n")
+    config = load_config(app, environ={"JACC_AUTH_LOGIN_BACKOFF_SECONDS": "0.5"})
+    assert config.auth.login_attempts == 3 and config.auth.refresh_grace_seconds == 0.0
+    assert config.auth.login_backoff_seconds == 0.5
+
+
+@pytest.mark.parametrize("toml, want", [
+    ("[auth]\nrefresh_grace_seconds = -1\n", "a number >= 0, got -1"),
+    ("[auth]\nrefresh_grace_seconds = nan\n", "a number >= 0, got nan"),
+    ("[auth]\nlogin_attempts = 0\n", "an integer > 0, got 0"),
+    ("[auth]\nlogin_window_seconds = 0\n", "a number > 0, got 0"),
+    ("[auth]\nlogin_throttle_entries = 1.5\n", "an integer > 0, got 1.5"),
+])
+def test_bad_login_and_refresh_settings(tmp_path: Path, toml: str, want: str) -> None:
+    assert want in str(_error(_app(tmp_path, toml)))

@@ -22,9 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib.metadata
 import json
 import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterable, Mapping
 
@@ -35,12 +38,13 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from .accounts import AccountError, AccountStore
-from .browser import browser_routes
+from .accounts import Account, AccountError, AccountStore, InvalidCredentials, login_key
 from .auth import AuthError, Identity, TokenService
-from .ws.backplane import Backplane, MemoryBackplane
+from .browser import browser_routes
 from .config import AuthConfig, Config, ServerConfig, WebSocketConfig
 from .http import BodyLimit
+from .throttle import LoginLimits, LoginThrottle, Throttled
+from .ws.backplane import Backplane, MemoryBackplane
 from .ws.connections import ConnectionRegistry
 from .openapi import openapi_document
 from .origins import origin_allowed
@@ -55,6 +59,7 @@ from .protocol import (
     METHOD_NOT_ALLOWED,
     NOT_FOUND,
     ORIGIN_NOT_ALLOWED,
+    RATE_LIMITED,
     UNAUTHORIZED,
     ProtocolError,
     WalkerBinding,
@@ -88,9 +93,10 @@ class JaccApp:
     """An ASGI app serving `walkers` (walker classes, or a mapping name → class).
 
     `tokens` verifies and issues JWTs; `accounts` enables the /user routes
-    (without it they answer 404); `backplane` defaults to a `MemoryBackplane`
-    of the app's own. Share one between two apps and they broadcast to each
-    other's clients, like two workers.
+    (without it they answer 404) and is then also where tokens are checked
+    against accounts and rotation (`self.tokens` is `tokens` bound to it);
+    `backplane` defaults to a `MemoryBackplane` of the app's own. Share one
+    between two apps and they broadcast to each other's clients, like two workers.
     """
 
     def __init__(
@@ -104,8 +110,12 @@ class JaccApp:
         title: str = "jacc",
     ) -> None:
         self.config = config or default_config()
-        self.tokens = tokens
+        auth = self.config.auth
+        self.tokens = tokens if accounts is None else tokens.bound(
+            accounts, auth.refresh_grace_seconds)
         self.accounts = accounts
+        self.logins = LoginThrottle(_login_limits(auth))
+        self._hashing: ThreadPoolExecutor | None = None
         self.registry = ConnectionRegistry()
         self.backplane = backplane or MemoryBackplane()
         self.backplane.subscribe(self.registry.deliver)
@@ -220,6 +230,9 @@ class JaccApp:
         finally:
             await self.close_connections()
             await self.backplane.stop()
+            if self._hashing is not None:
+                self._hashing.shutdown(wait=False, cancel_futures=True)
+                self._hashing = None
 
     # --- HTTP walkers --------------------------------------------------------------
 
@@ -273,7 +286,7 @@ class JaccApp:
             body = decode_object(await request.body())
             username = _username(_only_identity(body.get("identities")))
             password = _password(body.get("credential"))
-            user_id = await self._account_call("register", username, password)
+            user_id = await self._hashed(self._account_store().register, username, password)
         except ProtocolError as error:
             return _error_response(error)
         data = {"user_id": user_id, "message": "User registered successfully"}
@@ -284,11 +297,35 @@ class JaccApp:
             body = decode_object(await request.body())
             username = _username(body.get("identity"))
             password = _password(body.get("credential"))
-            user_id = await self._account_call("authenticate", username, password)
+            account = await self._authenticate(username, password, _client_address(request.scope))
         except ProtocolError as error:
             return _error_response(error)
-        token = self.tokens.issue(username, user_id=user_id)
-        return _json_response(encode({"ok": True, "data": {"user_id": user_id, "token": token}}))
+        except Throttled as throttled:
+            return _throttled_response(throttled)
+        # `sub` is the name as registered, whichever look-alike spelling logged in.
+        token = self.tokens.issue(account.username, user_id=account.user_id)
+        data = {"user_id": account.user_id, "token": token}
+        return _json_response(encode({"ok": True, "data": data}))
+
+    async def _authenticate(self, username: str, password: str, address: str) -> Account:
+        """Check a password, unless the name or the address is throttled (raises Throttled)."""
+        store = self._account_store()
+        try:
+            key = login_key(username)
+        except ValueError as error:
+            raise _malformed(str(error)) from None
+        # Refused here, a throttled login costs no hash at all.
+        attempt = self.logins.admit(key, address)
+        ok: bool | None = None
+        try:
+            account = await self._hashed(store.authenticate, username, password)
+            ok = True
+        except ProtocolError as error:
+            ok = False if error.code == InvalidCredentials.code else None
+            raise
+        finally:
+            attempt.end(ok)
+        return account
 
     async def _refresh_token(self, request: Request) -> Response:
         try:
@@ -296,22 +333,35 @@ class JaccApp:
             token = body.get("token")
             if not isinstance(token, str):
                 raise _malformed("`token` must be a string")
+            self._account_store()
             try:
-                identity = self.tokens.verify(token)
+                # A write to the store (the retired token id): off the event loop.
+                identity, fresh = await run_in_threadpool(self.tokens.refresh, token)
             except AuthError as error:
                 raise ProtocolError(UNAUTHORIZED, error.message, reason=error.reason) from None
         except ProtocolError as error:
             return _error_response(error)
-        fresh = self.tokens.issue(identity.user, user_id=identity.user_id)
         data = {"user_id": identity.user_id, "token": fresh}
         return _json_response(encode({"ok": True, "data": data}))
 
-    async def _account_call(self, action: str, username: str, password: str) -> str:
+    def _account_store(self) -> AccountStore:
         if self.accounts is None:
             raise ProtocolError(NOT_FOUND, "accounts are not enabled on this server")
+        return self.accounts
+
+    async def _hashed(self, call: Any, *args: str) -> Any:
+        """Run an account call that hashes a password: one per core at a time, the rest queue.
+
+        scrypt takes tens of milliseconds and 16 MiB each, so a flood of logins
+        run all at once would hold one 16 MiB buffer per thread of a shared
+        pool; this pool of its own bounds both, and keeps the event loop free.
+        """
+        if self._hashing is None:
+            self._hashing = ThreadPoolExecutor(
+                max_workers=os.cpu_count() or 1, thread_name_prefix="jacc-hash")
+        loop = asyncio.get_running_loop()
         try:
-            # scrypt takes tens of milliseconds: keep it off the event loop.
-            return await run_in_threadpool(getattr(self.accounts, action), username, password)
+            return await loop.run_in_executor(self._hashing, functools.partial(call, *args))
         except AccountError as error:
             raise ProtocolError(error.code, error.message, status=error.status) from None
         except ValueError as error:
@@ -494,6 +544,23 @@ def _query_value(binding: WalkerBinding, key: str, text: str) -> object:
 
 def _json_response(text: str, status: int = 200) -> Response:
     return Response(text, status_code=status, media_type="application/json")
+
+
+def _throttled_response(throttled: Throttled) -> Response:
+    error = ProtocolError(RATE_LIMITED, str(throttled), reason=throttled.reason)
+    headers = {"Retry-After": str(throttled.retry_after)}
+    return Response(error.frame(), status_code=429, media_type="application/json",
+                    headers=headers)
+
+
+def _login_limits(auth: AuthConfig) -> LoginLimits:
+    return LoginLimits(
+        attempts=auth.login_attempts,
+        address_attempts=auth.login_address_attempts,
+        window_seconds=auth.login_window_seconds,
+        backoff_seconds=auth.login_backoff_seconds,
+        max_entries=auth.login_throttle_entries,
+    )
 
 
 def _error_response(error: ProtocolError) -> Response:

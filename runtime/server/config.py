@@ -51,6 +51,15 @@ class AuthConfig:
     secret: str = ""
     token_ttl_seconds: int = 86400
     database: Path = Path(STATE_DIR_NAME) / "users.db"
+    # How long a token retired by a refresh still serves requests (0: not at all).
+    refresh_grace_seconds: float = 30.0
+    # Login throttling (docs/security.md): failures allowed per user name and per
+    # address, refilled over the window; then lockouts from the backoff, doubling.
+    login_attempts: int = 5
+    login_address_attempts: int = 20
+    login_window_seconds: float = 900.0
+    login_backoff_seconds: float = 1.0
+    login_throttle_entries: int = 10000
 
 
 @dataclass(frozen=True)
@@ -127,6 +136,7 @@ _WANTS: dict[object, str] = {
 _KEY_WANTS = {
     "server.port": "an integer from 1 to 65535",
     "server.host": "a non-empty host name or address",
+    "auth.refresh_grace_seconds": "a number >= 0",
 }
 
 # A value on its way through the layers: what it is and where it came from.
@@ -397,6 +407,15 @@ def _check_float(dotted: str, value: object, source: str) -> float:
     return float(value)
 
 
+def _check_seconds_or_zero(dotted: str, value: object, source: str) -> float:
+    # A grace period may be none at all, unlike a limit.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _bad(dotted, value, source)
+    if not math.isfinite(value) or value < 0:
+        raise _bad(dotted, value, source)
+    return float(value)
+
+
 def _check_bool(dotted: str, value: object, source: str) -> bool:
     if not isinstance(value, bool):
         raise _bad(dotted, value, source)
@@ -446,6 +465,7 @@ _KIND_CHECKS: dict[object, typing.Callable[[str, object, str], object]] = {
 }
 _KEY_CHECKS: dict[str, typing.Callable[[str, object, str], object]] = {
     "server.host": _check_host,
+    "auth.refresh_grace_seconds": _check_seconds_or_zero,
 }
 
 

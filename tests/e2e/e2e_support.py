@@ -174,3 +174,76 @@ class Bystander:
 
     def close(self) -> None:
         self._open.close()
+
+
+# --- accounts, and what an attack must leave alone ---------------------------------------
+
+
+def register(server: JaccServer, username: str, password: str = "correct horse",
+             **client: object) -> httpx.Response:
+    return httpx.post(f"{server.http}/user/register", timeout=30, **client, json={
+        "identities": [{"type": "username", "value": username}],
+        "credential": {"type": "password", "password": password},
+    })
+
+
+def login(server: JaccServer, username: str, password: str = "correct horse",
+          **client: object) -> httpx.Response:
+    return httpx.post(f"{server.http}/user/login", timeout=30, **client, json={
+        "identity": {"type": "username", "value": username},
+        "credential": {"type": "password", "password": password},
+    })
+
+
+def jacc_token(folder: Path, *args: str, env: dict) -> str:
+    """What `jacc token ARGS` prints, run in `folder`."""
+    result = subprocess.run(
+        [sys.executable, "-m", "jacc", "token", *args],
+        cwd=folder, env=env, capture_output=True, text=True, timeout=60, check=True,
+    )
+    return result.stdout.strip()
+
+
+def refresh(server: JaccServer, token: str) -> httpx.Response:
+    return httpx.post(f"{server.http}/user/refresh-token", json={"token": token}, timeout=30)
+
+
+class AsyncBystander:
+    """Another client that an attack must not disturb: an authenticated socket and a public one
+    (the asyncio counterpart of `Bystander`).
+
+        async with AsyncBystander(server, token) as bystander:
+            ... the attack ...
+            await bystander.still_served()   # both sockets open and answered
+    """
+
+    def __init__(self, server: JaccServer, token: str) -> None:
+        self._server = server
+        self._token = token
+        self._sockets: list = []
+
+    async def __aenter__(self) -> AsyncBystander:
+        from websockets.asyncio.client import connect
+
+        for path in (f"/ws/SecureChat?token={self._token}", "/ws/EchoMessage"):
+            self._sockets.append(await connect(self._server.ws(path)))
+        await self.still_served()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for ws in self._sockets:
+            await ws.close()
+
+    async def still_served(self) -> None:
+        for ws in self._sockets:
+            answer = await asyncio.wait_for(ask(ws, {"message": "still there?"}), 10)
+            assert answer["ok"] is True, answer
+        assert self._server.process.poll() is None, "the server stopped"
+
+
+def rss_mb(pid: int) -> float:
+    """The resident memory of process `pid`, in MiB (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS line")

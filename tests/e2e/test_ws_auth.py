@@ -8,13 +8,11 @@ import json
 import os
 import signal
 import stat
-import subprocess
-import sys
 import time
 
 import jwt
 import pytest
-from e2e_support import SECRET, app_source, ask, run, server_env, start_server
+from e2e_support import SECRET, app_source, ask, jacc_token, run, server_env, start_server
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -169,14 +167,6 @@ def test_no_token_reaches_the_server_output(server):
     output = server.output()
     assert "token=[redacted]" in output
     assert token not in output and token.split(".")[2] not in output
-
-
-def jacc_token(folder, *args: str, env: dict) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "jacc", "token", *args],
-        cwd=folder, env=env, capture_output=True, text=True, timeout=60, check=True,
-    )
-    return result.stdout.strip()
 
 
 def test_jacc_token_is_accepted_by_serve(server):
