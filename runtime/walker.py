@@ -1,4 +1,4 @@
-"""The walker base class, its spec object and the spawn semantics of SPEC §2.
+"""The walker base class, its spec object and the spawn semantics of docs/language.md.
 
 A compiled walker is an ordinary Python class::
 

@@ -148,7 +148,7 @@ def test_a_walker_with_a_type_field_has_no_control_frames() -> None:
 
 
 def test_streaming_walkers_get_chunk_and_done() -> None:
-    # Streaming (SPEC §13) is not served yet; a spec that says `stream` shows where it joins.
+    # Streaming is not served yet; a spec that says `stream` shows where it joins.
     class StreamingSpec(WalkerSpec):
         stream = True
 

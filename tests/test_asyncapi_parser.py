@@ -38,7 +38,7 @@ def _parser_or_skip() -> None:
 
 
 class _Counter:
-    """A streaming walker as the server will describe it (SPEC §13 is not served yet)."""
+    """A streaming walker as the server will describe it (streaming is not served yet)."""
 
     class _Spec(WalkerSpec):
         stream = True

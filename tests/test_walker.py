@@ -1,4 +1,4 @@
-"""The runtime core, `jacc_runtime.walker` (SPEC §2 semantics, §4 classes): spawn
+"""The runtime core, `jacc_runtime.walker` (docs/language.md: semantics and classes): spawn
 order, `disengage`, `report`, fields and their defaults, `static has`, the spec
 object, and `run` for async and non-async walkers — through hand-written walkers
 and through compiled ones."""

@@ -1,4 +1,4 @@
-"""The ASGI application that serves one program's walkers (SPEC §5–§8).
+"""The ASGI application that serves one program's walkers (docs/protocol.md).
 
     app = JaccApp([EchoMessage, ChatRoom], tokens=TokenService(secret), accounts=store)
     uvicorn.run(app)
@@ -80,7 +80,7 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 def default_config(app_dir: Path | None = None) -> Config:
-    """Every default of SPEC §9, for an app built without `load_config`."""
+    """Every default of docs/configuration.md, for an app built without `load_config`."""
     return Config(
         websocket=WebSocketConfig(),
         auth=AuthConfig(),

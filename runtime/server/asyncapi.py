@@ -56,7 +56,7 @@ def asyncapi_document(
             continue
         channels[spec.name] = _channel(cls, spec)
         operations.update(_operations(spec))
-    # The WebSocket functions of SPEC §13 (`/ws/function/{name}`) join here as channels
+    # The WebSocket functions (docs/protocol.md, streaming) (`/ws/function/{name}`) join here as channels
     # of their own once the server serves them.
     document: dict[str, Any] = {
         "asyncapi": ASYNCAPI_VERSION,
@@ -124,7 +124,7 @@ def _channel(cls: type[Walker], spec: WalkerSpec) -> dict:
 
 
 def _streams(spec: WalkerSpec) -> bool:
-    # The streaming walkers of SPEC §13 (`@restspec(stream=True)`) get chunk and done
+    # The streaming walkers (docs/protocol.md, streaming) (`@restspec(stream=True)`) get chunk and done
     # frames: the messages are defined below and appear once WalkerSpec has `stream`.
     return bool(getattr(spec, "stream", False))
 
@@ -290,7 +290,7 @@ def _components() -> dict:
                               "{\"reports\":[...]}}`.", _REPLY),
             "error": _message("Error", "An error frame; the connection stays open unless a "
                               "close follows (see x-jacc-close-codes).", _error_schema()),
-            "chunk": _message("Chunk", "One item of a stream (SPEC §13).", _CHUNK),
+            "chunk": _message("Chunk", "One item of a stream.", _CHUNK),
             "done": _message("Done", "The end of a stream; `ok` is false if it failed part "
                              "way (`STREAM_ERROR`).", _DONE),
             "ping": _message("Ping", "Asks for a pong.", _control("ping")),

@@ -1,4 +1,4 @@
-"""Server configuration (SPEC §9): `jacc.toml`, then `JACC_*` environment variables, then flags.
+"""Server configuration (docs/configuration.md): `jacc.toml`, then `JACC_*` environment variables, then flags.
 
 `load_config` reads the three layers, checks every value before the server starts
 and returns frozen dataclasses. A bad value is a `ConfigError` whose message is

@@ -217,7 +217,7 @@ def _uvicorn_config(app: JaccApp, config: Config, limits: SocketLimits) -> uvico
 
 
 def _websocket_limits(config: Config) -> dict:
-    """The limits of SPEC §9 that uvicorn's WebSocket layer enforces."""
+    """The limits of docs/configuration.md that uvicorn's WebSocket layer enforces."""
     limits = config.websocket
     beat = limits.heartbeat_seconds
     return {
@@ -251,7 +251,7 @@ def _log_config() -> dict:
 
 
 class RedactTokens(logging.Filter):
-    """Replaces `token=...` in every log record: tokens must never reach a log (SPEC §7)."""
+    """Replaces `token=...` in every log record: tokens must never reach a log (docs/protocol.md, "Authentication")."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.msg, str):

@@ -1,4 +1,4 @@
-"""Frames in and out of a walker (SPEC §6): parsing, field checks, envelopes, codes.
+"""Frames in and out of a walker (docs/protocol.md, "Frames"): parsing, field checks, envelopes, codes.
 
 Everything here is transport-free: the WebSocket session and the HTTP endpoint
 both turn a request body into walker fields with `decode_object` and

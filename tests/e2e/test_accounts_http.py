@@ -1,4 +1,4 @@
-"""Accounts (SPEC §7) and HTTP walkers (SPEC §5) against a real `jacc serve`."""
+"""Accounts and HTTP walkers (docs/protocol.md) against a real `jacc serve`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""How `jacc serve` takes its configuration (SPEC §9): jacc.toml < JACC_* < flags, checked at start.
+"""How `jacc serve` takes its configuration (docs/configuration.md): jacc.toml < JACC_* < flags, checked at start.
 
 The effect of each `[websocket]` limit is tested where the limit is
 (test_ws_limits.py, test_liveness.py, test_origin.py, test_ws_broadcast.py); here:

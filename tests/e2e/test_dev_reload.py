@@ -1,4 +1,4 @@
-"""`jacc serve --dev` (SPEC §10): edits reach open sockets, routes follow, errors keep the old code.
+"""`jacc serve --dev` (docs/protocol.md#dev-mode): edits reach open sockets, routes follow, errors keep the old code.
 
 Every test starts its own `jacc serve --dev` and edits its app.jac. The watcher
 takes some tens of milliseconds to see a save, so the tests poll, with a

@@ -1,4 +1,4 @@
-"""Liveness of SPEC §6, §7 and §9 against a real `jacc serve` with one-second beats.
+"""Liveness (docs/protocol.md, "Limits and liveness") against a real `jacc serve` with one-second beats.
 
 WebSocket-level pings every `heartbeat_seconds`: a peer that answers none is
 dropped within two beats, an idle client that answers them stays; a private

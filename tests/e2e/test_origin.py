@@ -1,4 +1,4 @@
-"""`allowed_origins` (SPEC §9) against a real `jacc serve`: a foreign browser origin gets 403.
+"""`allowed_origins` (docs/configuration.md) against a real `jacc serve`: a foreign browser origin gets 403.
 
 With `allowed_origins = ["https://app.example"]`: no Origin (not a browser), the
 same origin, and the listed one pass; any other is refused before any 101.

@@ -1,4 +1,4 @@
-"""`jacc serve` as a process (SPEC §1): banner, graceful shutdown, user errors, exit status."""
+"""`jacc serve` as a process (README, "Commands"): banner, graceful shutdown, user errors, exit status."""
 
 from __future__ import annotations
 

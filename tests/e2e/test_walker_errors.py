@@ -1,4 +1,4 @@
-"""A walker that raises (SPEC §6 EXECUTION_ERROR) against a real `jacc serve`, with and without --dev.
+"""A walker that raises (EXECUTION_ERROR, docs/protocol.md) against a real `jacc serve`, with and without --dev.
 
 The client learns the exception's type and text; the server log gets the
 traceback at the `.jac` line; only in dev mode does the frame carry that line.

@@ -1,4 +1,4 @@
-"""Authentication of SPEC §7 against a real `jacc serve`: tokens, refresh, expiry, secrets, logs."""
+"""Authentication (docs/protocol.md) against a real `jacc serve`: tokens, refresh, expiry, secrets, logs."""
 
 from __future__ import annotations
 

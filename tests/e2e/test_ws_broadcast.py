@@ -1,4 +1,4 @@
-"""Broadcast of SPEC §8 against a real `jacc serve`: delivery, order, privacy, slow consumers."""
+"""Broadcast (docs/protocol.md) against a real `jacc serve`: delivery, order, privacy, slow consumers."""
 
 from __future__ import annotations
 

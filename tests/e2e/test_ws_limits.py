@@ -1,4 +1,4 @@
-"""The limits of SPEC §9 against a real `jacc serve`: size, rate, connection caps, walker timeout.
+"""The limits of docs/configuration.md against a real `jacc serve`: size, rate, connection caps, walker timeout.
 
 One server, configured by a `jacc.toml` beside the app with small limits so the
 tests are quick. Every walker is capped at three connections here, so each test

@@ -1,4 +1,4 @@
-"""The WebSocket protocol of SPEC §6 against a real `jacc serve`, with the `websockets` client."""
+"""The WebSocket protocol of docs/protocol.md against a real `jacc serve`, with the `websockets` client."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ Every frame a connection receives goes out in order through one of two doors:
 - `Connection.enqueue` for broadcasts: never blocks the caller. The frame
   joins a bounded queue drained by the connection's sender task.
 
-A client that stops reading must not hold anyone else up (SPEC §8): when its
+A client that stops reading must not hold anyone else up (docs/protocol.md, "Slow consumers"): when its
 queue is full, or one send has been stuck for `send_timeout` seconds, the
 connection is closed with 4408. A watchdog timer, armed lazily and re-armed
 at most once per `send_timeout`, checks for stuck sends so that the hot path
@@ -207,7 +207,7 @@ class Connection:
 class ConnectionRegistry:
     """Every open connection, and per walker those admitted to its broadcasts.
 
-    It also keeps the counts the connection caps of SPEC §9 are checked
+    It also keeps the counts the connection caps (docs/protocol.md, "Connection caps") are checked
     against: open connections per walker, identified connections per user, and
     WebSockets per client address. Owned by the app, so two apps in one process
     never share connections.

@@ -1,4 +1,4 @@
-"""Per-connection limits of SPEC §9 that are worked out per frame: rate and size.
+"""Per-connection limits (docs/protocol.md, "Limits and liveness") that are worked out per frame: rate and size.
 
 Both sit on the hot path, so each costs a few integer or float operations per
 frame and no clock of its own: the session reads the loop's monotonic clock once
