@@ -294,32 +294,33 @@ def decode_object(data: str | bytes) -> dict:
         raise ProtocolError(
             INVALID_PAYLOAD, f"expected a JSON object, got {json_kind(value)}", status=400
         )
-    if _SURROGATE_ESCAPE.search(data) and not _is_unicode(value):
+    surrogate = _SURROGATE_ESCAPE.search(data) and _lone_surrogate(value)
+    if surrogate:
         raise ProtocolError(
             INVALID_PAYLOAD,
-            "text holds a lone surrogate escape (\\uD800-\\uDFFF without its pair), "
+            f"text holds a lone surrogate ({surrogate}, an escape without its pair), "
             "which is not Unicode",
             status=400,
         )
     return value
 
 
-def _is_unicode(value: object) -> bool:
-    """No string in `value`, key or element, holds a lone surrogate."""
+def _lone_surrogate(value: object) -> str | None:
+    """The first lone surrogate of any string in `value`, key or element, as `U+D800`."""
     stack = [value]
     while stack:  # a loop, not recursion: the nesting is the client's to choose
         item = stack.pop()
         if isinstance(item, str):
             try:
                 item.encode("utf-8")
-            except UnicodeEncodeError:
-                return False
+            except UnicodeEncodeError as error:
+                return f"U+{ord(item[error.start]):04X}"
         elif isinstance(item, dict):
             stack.extend(item.keys())
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)
-    return True
+    return None
 
 
 def json_kind(value: object) -> str:
