@@ -527,7 +527,7 @@ async def _fields_of(request: Request, binding: WalkerBinding) -> dict:
     if request.method in _BODY_METHODS:
         body = await request.body()
         # An empty body is an empty object: a walker without required fields needs nothing.
-        return decode_object(body) if body.strip() else {}
+        return decode_object(body, binding.max_keys) if body.strip() else {}
     return {key: _query_value(binding, key, value) for key, value in request.query_params.items()}
 
 

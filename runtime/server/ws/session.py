@@ -209,7 +209,7 @@ class WebSocketSession:
             self._check_size(data)
         if not self._bucket.take(now):
             raise self._rate_limited(now)
-        payload, token = self._admit(data, now)
+        payload, token = self._admit(data, now, binding.max_keys)
         kind = binding.control_type(payload)
         if kind is not None:
             await self._control(kind, token)
@@ -247,12 +247,12 @@ class WebSocketSession:
             reason="messages_per_second",
         )
 
-    def _admit(self, data: str | bytes, now: float) -> tuple[dict, object]:
+    def _admit(self, data: str | bytes, now: float, max_keys: int | None) -> tuple[dict, object]:
         """Parse a frame and take its `token` out; authenticate or check expiry."""
         connection = self.connection
         admission = self._admission
         try:
-            payload = decode_object(data)
+            payload = decode_object(data, max_keys)
         except ProtocolError as error:
             if connection.admitted:
                 raise
