@@ -203,6 +203,9 @@ async def spawn(walker: Walker) -> list:
     """Run a walker at the root: entry abilities, then exit abilities; return its reports.
 
     Works for async and non-async walkers alike; from synchronous code use `run`.
+    Whatever the walker raises leaves with its traceback at the `.jac` lines,
+    BaseExceptions too (`SystemExit`, a `CancelledError`): telling a failure
+    from a cancellation is the caller's business, which knows who cancelled.
     """
     try:
         for ability in walker.__jacc_spec__.abilities:
@@ -211,7 +214,7 @@ async def spawn(walker: Walker) -> list:
                 await result
     except Disengage:
         pass
-    except Exception as exc:
+    except BaseException as exc:
         raise relocate(exc)
     return walker._jacc_reports
 

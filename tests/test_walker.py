@@ -402,6 +402,19 @@ def test_walkers_run_concurrently_under_spawn() -> None:
     assert asyncio.run(both()) == [["async entry", "sync entry", "async exit"]] * 2
 
 
+@pytest.mark.parametrize("error", [SystemExit(3), KeyboardInterrupt(), GeneratorExit()],
+                         ids=["SystemExit", "KeyboardInterrupt", "GeneratorExit"])
+def test_spawn_lets_every_base_exception_out(error) -> None:
+    # Telling a walker's failure from a cancellation is the server's job (run_walker).
+    class Raises(Walker):
+        @entry
+        def go(self):
+            raise error
+
+    with pytest.raises(type(error)):
+        asyncio.run(spawn(Raises()))
+
+
 # ---------------------------------------------------------------- compiled walkers
 
 

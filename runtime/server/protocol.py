@@ -9,6 +9,7 @@ encoded once and the same object is queued to every connection.
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import json
 import logging
@@ -299,15 +300,32 @@ class WalkerBinding:
 async def run_walker(binding: WalkerBinding, fields: dict, dev: bool = False) -> list:
     """Run one walker instance with checked `fields` and return its reports.
 
-    A walker that raises becomes ProtocolError(EXECUTION_ERROR) naming the
-    exception's type and text; the traceback goes to the server log only.
-    With `dev`, the error also carries the `.jac` line it was raised at and
+    A walker that raises anything at all, `SystemExit`, `KeyboardInterrupt` or a
+    `CancelledError` of its own included, becomes ProtocolError(EXECUTION_ERROR)
+    naming the exception's type and text; the traceback goes to the server log
+    only. With `dev`, the error also carries the `.jac` line it was raised at and
     the `.jac` frames that led there (`line`, `details`).
+
+    A cancellation of the calling task (walker timeout, disconnect, shutdown) is
+    not the walker's to decide: it leaves as a CancelledError whatever the walker
+    did with it (let it out, caught it and returned, raised something else).
     """
     try:
-        return await spawn(binding.cls(**fields))
-    except Exception as error:
+        reports, error = await spawn(binding.cls(**fields)), None
+    except BaseException as raised:  # a failure of any kind is the walker's own
+        reports, error = None, raised
+    if _cancel_requested():
+        raise error if isinstance(error, asyncio.CancelledError) else asyncio.CancelledError()
+    if error is not None:
         raise execution_error(binding.name, error, dev) from None
+    return reports
+
+
+def _cancel_requested() -> bool:
+    # Only the canceller's cancel() counts here (Task.cancelling, Python 3.11): a
+    # CancelledError the walker raised by itself leaves the count at zero.
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def execution_error(walker: str, error: BaseException, dev: bool = False) -> ProtocolError:
