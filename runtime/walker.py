@@ -219,6 +219,25 @@ async def spawn(walker: Walker) -> list:
     return walker._jacc_reports
 
 
+def walk(walker: Walker) -> list:
+    """Run a non-async walker in the calling thread, without an event loop; return its reports.
+
+    The same semantics as `spawn`, for a walker none of whose abilities is
+    async: the server calls it in a worker thread.
+    """
+    spec = walker.__jacc_spec__
+    if spec.is_async:
+        raise TypeError(f"walker {spec.name} has async abilities: use `await spawn(walker)`")
+    try:
+        for ability in spec.abilities:
+            ability(walker)
+    except Disengage:
+        pass
+    except BaseException as exc:
+        raise relocate(exc)
+    return walker._jacc_reports
+
+
 def run(walker: Walker) -> list:
     """Run a walker to completion from synchronous code and return its reports."""
     try:
@@ -227,4 +246,6 @@ def run(walker: Walker) -> list:
         pass  # no loop running: the normal case
     else:
         raise RuntimeError("run() was called inside an event loop: use `await spawn(walker)`")
+    if not walker.__jacc_spec__.is_async:
+        return walk(walker)  # no event loop needed
     return asyncio.run(spawn(walker))

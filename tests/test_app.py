@@ -7,6 +7,7 @@ These are in-process unit tests; tests/e2e/ proves the same against a real
 from __future__ import annotations
 
 import json
+import threading
 import time
 import warnings
 
@@ -507,3 +508,32 @@ def test_size_rate_and_walker_cap_in_process(tokens):
             with pytest.raises(WebSocketDisconnect) as closed:
                 ws.receive_text()
             assert closed.value.code == 4413
+
+
+# --- walker threads ----------------------------------------------------------------------
+
+
+class WhichThread(Walker, public=True):
+    @entry
+    def which(self):
+        report(self, threading.current_thread().name)
+
+
+class WhichThreadWs(Walker, protocol="websocket", public=True):
+    @entry
+    def which(self):
+        report(self, threading.current_thread().name)
+
+
+def test_non_async_walkers_run_in_the_apps_threads_on_both_transports(tokens):
+    app = JaccApp([WhichThread, WhichThreadWs], tokens=tokens)
+    with TestClient(app) as client:
+        http = client.post("/walker/WhichThread", json={}).json()["data"]["reports"]
+        with client.websocket_connect("/ws/WhichThreadWs") as ws:
+            ws_reports = send(ws, {})["data"]["reports"]
+        threads = list(app.threads._threads)
+    assert http[0].startswith("jacc-walker-") and ws_reports[0].startswith("jacc-walker-")
+    for thread in threads:  # the lifespan's end lets them go
+        thread.join(5)
+        assert not thread.is_alive()
+

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 
 import pytest
 from hypothesis import given, settings
@@ -24,6 +25,7 @@ from jacc_runtime.server.protocol import (
     run_walker,
     success_frame,
 )
+from jacc_runtime.server.threads import WalkerPool
 
 
 class Echo(Walker, protocol="websocket", public=True):
@@ -304,14 +306,23 @@ def _raiser(make, is_async: bool) -> type[Walker]:
     return Raiser
 
 
+async def _in_pool(binding: WalkerBinding, fields: dict) -> list:
+    pool = WalkerPool()
+    try:
+        return await run_walker(binding, fields, threads=pool)
+    finally:
+        pool.stop()
+
+
 @pytest.mark.parametrize(("make", "message"), FAILURES, ids=[m for _, m in FAILURES])
-@pytest.mark.parametrize("is_async", [True, False], ids=["async", "not async"])
-def test_a_walker_failure_of_any_kind_is_an_execution_error(make, message, is_async, caplog):
-    binding = WalkerBinding(_raiser(make, is_async))
+@pytest.mark.parametrize("where", ["async", "loop", "thread"])
+def test_a_walker_failure_of_any_kind_is_an_execution_error(make, message, where, caplog):
+    binding = WalkerBinding(_raiser(make, where == "async"))
+    runner = _in_pool(binding, {}) if where == "thread" else run_walker(binding, {})
     with caplog.at_level(logging.ERROR, logger="jacc.walker"):
         with pytest.raises(ProtocolError) as caught:
-            run(run_walker(binding, {}))
-    if make is FAILURES[-1][0]:
+            run(runner)
+    if where != "thread" and make is FAILURES[-1][0]:
         # PEP 479: a StopIteration leaving a coroutine becomes a RuntimeError.
         message = "RuntimeError: coroutine raised StopIteration"
     assert (caught.value.code, caught.value.message) == (EXECUTION_ERROR, message)
@@ -355,3 +366,25 @@ def test_a_timeout_around_run_walker_stays_a_timeout(what):
     with pytest.raises(TimeoutError):
         run(scenario())
 
+
+def test_a_cancelled_thread_walker_leaves_a_cancellation():
+    release = threading.Event()
+
+    class Blocked(Walker, protocol="websocket", public=True):
+        @entry
+        def wait(self):
+            release.wait(5)
+
+    async def scenario():
+        pool = WalkerPool()
+        task = asyncio.ensure_future(run_walker(WalkerBinding(Blocked), {}, threads=pool))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        try:
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        finally:
+            release.set()
+            pool.stop()
+
+    run(scenario())

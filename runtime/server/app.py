@@ -59,6 +59,7 @@ from .protocol import (
     run_walker,
     success_frame,
 )
+from .threads import WalkerPool
 from .ws.session import SessionContext, WebSocketSession
 from ..walker import Walker
 
@@ -110,6 +111,8 @@ class JaccApp:
         self.bindings: dict[str, WalkerBinding] = {}
         self._extra_routes: list[BaseRoute] = []
         self._closing = False
+        # Non-async walkers run here, off the event loop (threads.py).
+        self.threads = WalkerPool()
         self._session_context = _session_context(self)
         self._starlette = Starlette(
             routes=[],
@@ -198,6 +201,7 @@ class JaccApp:
         finally:
             await self.close_connections()
             await self.backplane.stop()
+            self.threads.stop()
 
     # --- HTTP walkers --------------------------------------------------------------
 
@@ -229,7 +233,7 @@ class JaccApp:
         seconds = self.config.websocket.walker_timeout_seconds
         try:
             async with asyncio.timeout(seconds):
-                return await run_walker(binding, payload, self.config.server.dev)
+                return await run_walker(binding, payload, self.config.server.dev, self.threads)
         except TimeoutError:  # run_walker turns the walker's own exceptions into ProtocolError
             logger.warning("walker %s ran past walker_timeout_seconds (%g s) and was cancelled",
                            binding.name, seconds)
@@ -374,6 +378,7 @@ def _session_context(app: JaccApp) -> SessionContext:
         binding=binding,
         publish=app.backplane.publish,
         dev=app.config.server.dev,
+        threads=app.threads,
     )
 
 

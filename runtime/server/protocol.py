@@ -16,10 +16,13 @@ import logging
 import os
 import time
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .fieldtypes import declared_type
 from ..walker import Walker, spawn
+
+if TYPE_CHECKING:
+    from .threads import Lane, WalkerPool
 
 logger = logging.getLogger("jacc.walker")
 
@@ -297,8 +300,14 @@ class WalkerBinding:
         return f", did you mean `{match[0]}`?" if match else ""
 
 
-async def run_walker(binding: WalkerBinding, fields: dict, dev: bool = False) -> list:
+async def run_walker(
+    binding: WalkerBinding, fields: dict, dev: bool = False, threads: WalkerPool | Lane | None = None
+) -> list:
     """Run one walker instance with checked `fields` and return its reports.
+
+    A non-async walker runs in a thread of `threads` (a connection's `Lane`, or
+    the app's `WalkerPool` for a request in no order with others), off the event
+    loop; without `threads`, or for an async walker, on the loop.
 
     A walker that raises anything at all, `SystemExit`, `KeyboardInterrupt` or a
     `CancelledError` of its own included, becomes ProtocolError(EXECUTION_ERROR)
@@ -311,7 +320,10 @@ async def run_walker(binding: WalkerBinding, fields: dict, dev: bool = False) ->
     did with it (let it out, caught it and returned, raised something else).
     """
     try:
-        reports, error = await spawn(binding.cls(**fields)), None
+        if threads is None or binding.spec.is_async:
+            reports, error = await spawn(binding.cls(**fields)), None
+        else:
+            reports, error = await threads.run(binding.cls, fields)
     except BaseException as raised:  # a failure of any kind is the walker's own
         reports, error = None, raised
     if _cancel_requested():

@@ -109,8 +109,7 @@ async walker : pub HttpStubborn {
 RAISE_LINE = next(n for n, line in enumerate(SOURCE.splitlines(), 1)
                   if "raise failure(self.kind);" in line)
 
-# PEP 479: a StopIteration leaving a coroutine (the ability's, or spawn's) becomes this.
-ASYNC_STOP = "RuntimeError: coroutine raised StopIteration"
+ASYNC_STOP = "RuntimeError: coroutine raised StopIteration"  # PEP 479, at the ability's boundary
 MESSAGES = {
     "exit": "SystemExit: 3",
     "interrupt": "KeyboardInterrupt",
@@ -140,9 +139,8 @@ async def bystander_answers(ws, text: str) -> None:
         "ok": True, "data": {"reports": [text]}}
 
 
-# (path, whether the walker runs in a coroutine: all of them do, on the event loop)
-WEBSOCKET_CASES = [("/ws/Fail", True), ("/ws/walker/Fail", True), ("/ws/FailSync", True),
-                   ("/ws/walker/FailSync", True), ("/ws/FailLoud", True)]
+WEBSOCKET_CASES = [("/ws/Fail", True), ("/ws/walker/Fail", True), ("/ws/FailSync", False),
+                   ("/ws/walker/FailSync", False), ("/ws/FailLoud", True)]
 
 
 @pytest.mark.parametrize("kind", list(MESSAGES))
@@ -178,7 +176,7 @@ def test_a_broadcast_walker_failure_goes_to_the_sender_only(server):
 
 
 @pytest.mark.parametrize("kind", list(MESSAGES))
-@pytest.mark.parametrize(("walker", "is_async"), [("HttpFail", True), ("HttpFailAsync", True)])
+@pytest.mark.parametrize(("walker", "is_async"), [("HttpFail", False), ("HttpFailAsync", True)])
 def test_an_http_walker_failure_ends_at_its_own_request(server, walker, is_async, kind):
     async def scenario():
         async with connect(server.ws("/ws/Echo")) as bystander:

@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from ..auth import TokenService
     from ..config import WebSocketConfig
     from ..protocol import WalkerBinding
+    from ..threads import WalkerPool
     from .connections import ConnectionRegistry
 
 logger = logging.getLogger("jacc.session")
@@ -72,7 +73,8 @@ class SessionContext:
     One per app, shared by all its sessions. `binding` looks a walker up by name
     and is called for every frame, so that an open connection runs the code of
     the latest dev reload (or learns that its walker is gone). `publish` sends a
-    broadcast frame on a walker's channel of the backplane.
+    broadcast frame on a walker's channel of the backplane. `threads` runs the
+    non-async walkers.
     """
 
     limits: WebSocketConfig
@@ -81,6 +83,7 @@ class SessionContext:
     binding: Callable[[str], WalkerBinding | None]
     publish: Callable[[str, str], Awaitable[None]]
     dev: bool
+    threads: WalkerPool
 
 
 class WebSocketSession:
@@ -102,6 +105,7 @@ class WebSocketSession:
         self._binding = context.binding
         self._publish = context.publish
         self._dev = context.dev
+        self._lane = context.threads.lane()
         limits = context.limits
         loop = asyncio.get_running_loop()
         self._clock = loop.time
@@ -218,7 +222,7 @@ class WebSocketSession:
         watchdog = self._watchdog
         watchdog.begin(now)
         try:
-            reports = await run_walker(binding, payload, self._dev)
+            reports = await run_walker(binding, payload, self._dev, self._lane)
         finally:
             watchdog.end()  # raises EXECUTION_TIMEOUT for a walker it cancelled
         frame = success_frame(reports)
