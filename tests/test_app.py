@@ -510,7 +510,7 @@ def test_size_rate_and_walker_cap_in_process(tokens):
             assert closed.value.code == 4413
 
 
-# --- walker threads ----------------------------------------------------------------------
+# --- walker threads and the loop monitor -------------------------------------------------
 
 
 class WhichThread(Walker, public=True):
@@ -536,4 +536,11 @@ def test_non_async_walkers_run_in_the_apps_threads_on_both_transports(tokens):
     for thread in threads:  # the lifespan's end lets them go
         thread.join(5)
         assert not thread.is_alive()
+
+def test_the_lifespan_runs_the_loop_monitor(tokens):
+    app = JaccApp([EchoMessage], tokens=tokens)
+    with TestClient(app):
+        assert app.loop_monitor._thread.is_alive()
+        assert app.loop_monitor.incidents == 0
+    assert app.loop_monitor._thread is None
 

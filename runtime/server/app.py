@@ -38,6 +38,7 @@ from .accounts import AccountError, AccountStore
 from .auth import AuthError, Identity, TokenService
 from .ws.backplane import Backplane, MemoryBackplane
 from .config import AuthConfig, Config, ServerConfig, WebSocketConfig
+from .loopwatch import LoopMonitor
 from .ws.connections import ConnectionRegistry
 from .openapi import openapi_document
 from .origins import origin_allowed
@@ -113,6 +114,8 @@ class JaccApp:
         self._closing = False
         # Non-async walkers run here, off the event loop (threads.py).
         self.threads = WalkerPool()
+        # `loop_monitor.incidents`: how often an async walker blocked the loop (loopwatch.py).
+        self.loop_monitor = LoopMonitor()
         self._session_context = _session_context(self)
         self._starlette = Starlette(
             routes=[],
@@ -196,11 +199,13 @@ class JaccApp:
     @contextlib.asynccontextmanager
     async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         await self.backplane.start()
+        self.loop_monitor.start()
         try:
             yield
         finally:
             await self.close_connections()
             await self.backplane.stop()
+            self.loop_monitor.stop()
             self.threads.stop()
 
     # --- HTTP walkers --------------------------------------------------------------

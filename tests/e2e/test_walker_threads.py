@@ -3,13 +3,15 @@
 A non-async walker runs in a thread: while it computes, every other client is
 answered at once, and the walker timeout answers on time although the thread
 runs on; the frames behind it on its connection still run one at a time, in
-order.
+order. An async walker that blocks the loop cannot be helped, but is named in
+one WARNING per incident with its `.jac` line.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import statistics
 import time
 
@@ -47,6 +49,12 @@ walker : pub HttpCrunch {
 }
 
 @restspec(protocol=APIProtocol.WEBSOCKET)
+async walker : pub Hog {
+    has seconds: float;
+    async can go with Root entry { report spin(self.seconds); }
+}
+
+@restspec(protocol=APIProtocol.WEBSOCKET)
 async walker : pub Echo {
     has message: str;
     async can echo with Root entry { report self.message; }
@@ -59,6 +67,7 @@ walker : pub Add {
 }
 """
 
+SPIN_LINE = next(n for n, line in enumerate(SOURCE.splitlines(), 1) if "while time." in line)
 # What another client may wait for a ping, an async walker and an HTTP walker while
 # a walker computes for 2 s: it waited the whole 2 s when walkers ran on the loop;
 # now typically a few ms, bounded loosely for a loaded test machine.
@@ -123,6 +132,20 @@ def test_a_cpu_bound_walker_does_not_hold_up_other_clients(server, how):
     assert len(times) >= 5
     assert max(times) < BYSTANDER_BOUND, times
     assert statistics.median(times) < BYSTANDER_MEDIAN, times
+
+
+def test_a_thread_walker_is_never_taken_for_a_blocked_loop(server):
+    run(crunch(server, "/ws/Crunch", 1.0))
+    assert "by walker Crunch" not in server.output()
+
+
+def test_an_async_walker_that_blocks_the_loop_is_named_in_one_warning(server):
+    before = server.output().count("event loop blocked")
+    assert run(crunch(server, "/ws/Hog", 1.0))["ok"] is True
+    time.sleep(0.3)  # the monitor has seen the loop beat again
+    lines = [line for line in server.output().splitlines() if "event loop blocked" in line]
+    assert len(lines) == before + 1, lines
+    assert re.search(rf"WARNING.*by walker Hog at app\.jac:{SPIN_LINE}\b", lines[-1]), lines[-1]
 
 
 def test_the_timeout_answers_on_time_and_the_connection_keeps_its_order(impatient):
