@@ -322,3 +322,11 @@ def test_config_is_frozen(tmp_path: Path) -> None:
     config: Config = load_config(_app(tmp_path), environ={})
     with pytest.raises(AttributeError):
         config.server.port = 1  # type: ignore[misc]
+
+
+def test_drain_seconds_from_environment(tmp_path: Path) -> None:
+    assert load_config(_app(tmp_path), environ={}).server.drain_seconds == 5.0
+    environ = {"JACC_SERVER_DRAIN_SECONDS": "2.5"}
+    assert load_config(_app(tmp_path), environ=environ).server.drain_seconds == 2.5
+    with pytest.raises(ConfigError, match="server.drain_seconds must be a number > 0, got 0"):
+        load_config(_app(tmp_path), environ={"JACC_SERVER_DRAIN_SECONDS": "0"})

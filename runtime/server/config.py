@@ -59,6 +59,8 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8000
     dev: bool = False
+    # On SIGTERM, how long walkers already running get to finish (docs/security.md#shutdown).
+    drain_seconds: float = 5.0
 
 
 @dataclass(frozen=True)
