@@ -510,7 +510,7 @@ def test_size_rate_and_walker_cap_in_process(tokens):
             assert closed.value.code == 4413
 
 
-# --- walker threads and the loop monitor -------------------------------------------------
+# --- walker threads, the loop monitor and the drain ---------------------------------------
 
 
 class WhichThread(Walker, public=True):
@@ -537,6 +537,7 @@ def test_non_async_walkers_run_in_the_apps_threads_on_both_transports(tokens):
         thread.join(5)
         assert not thread.is_alive()
 
+
 def test_the_lifespan_runs_the_loop_monitor(tokens):
     app = JaccApp([EchoMessage], tokens=tokens)
     with TestClient(app):
@@ -544,3 +545,25 @@ def test_the_lifespan_runs_the_loop_monitor(tokens):
         assert app.loop_monitor.incidents == 0
     assert app.loop_monitor._thread is None
 
+
+def test_during_a_drain_new_requests_and_sockets_get_503(client):
+    app = client.app
+    app.drain.active = True  # what drain_walkers starts with
+    for response in (client.post("/walker/Add", json={"a": 1}), client.get("/healthz")):
+        assert response.status_code == 503
+        assert response.json()["error"] == {"code": "SERVICE_UNAVAILABLE",
+                                            "message": "server shutting down"}
+    with pytest.raises(WebSocketDenialResponse) as denied:
+        with client.websocket_connect("/ws/EchoMessage"):
+            pass
+    assert denied.value.status_code == 503
+    assert denied.value.json()["error"]["code"] == "SERVICE_UNAVAILABLE"
+
+
+def test_a_frame_on_an_open_socket_during_a_drain_gets_service_unavailable(client):
+    with client.websocket_connect("/ws/EchoMessage") as ws:
+        assert send(ws, {"message": "hi"})["ok"] is True
+        client.app.drain.active = True
+        assert send(ws, {"message": "hi"})["error"] == {
+            "code": "SERVICE_UNAVAILABLE", "message": "server shutting down", "reason": "draining"}
+        assert send(ws, {"type": "ping"})["type"] == "pong"

@@ -38,6 +38,7 @@ from .accounts import AccountError, AccountStore
 from .auth import AuthError, Identity, TokenService
 from .ws.backplane import Backplane, MemoryBackplane
 from .config import AuthConfig, Config, ServerConfig, WebSocketConfig
+from .drain import SHUTTING_DOWN, Drain
 from .loopwatch import LoopMonitor
 from .ws.connections import ConnectionRegistry
 from .openapi import openapi_document
@@ -51,6 +52,7 @@ from .protocol import (
     METHOD_NOT_ALLOWED,
     NOT_FOUND,
     ORIGIN_NOT_ALLOWED,
+    SERVICE_UNAVAILABLE,
     UNAUTHORIZED,
     ProtocolError,
     WalkerBinding,
@@ -114,6 +116,8 @@ class JaccApp:
         self._closing = False
         # Non-async walkers run here, off the event loop (threads.py).
         self.threads = WalkerPool()
+        # Walker runs in progress, and the drain of a graceful shutdown (drain.py).
+        self.drain = Drain()
         # `loop_monitor.incidents`: how often an async walker blocked the loop (loopwatch.py).
         self.loop_monitor = LoopMonitor()
         self._session_context = _session_context(self)
@@ -125,6 +129,11 @@ class JaccApp:
         self.set_walkers(walkers)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and self.drain.active:
+            # New requests during a drain: a load balancer (or a client) goes elsewhere.
+            response = _error_response(ProtocolError(SERVICE_UNAVAILABLE, SHUTTING_DOWN))
+            await response(scope, receive, send)
+            return
         await self._starlette(scope, receive, send)
 
     def set_walkers(
@@ -167,6 +176,12 @@ class JaccApp:
             if spec.path:
                 routes.append((spec.method, _absolute(spec.path), binding))
         return routes
+
+    async def drain_walkers(self, seconds: float) -> int:
+        """Answer 503 to new requests and sockets, and wait up to `seconds` for the walker
+        runs in progress to be answered; return how many were not (docs/security.md#shutdown).
+        """
+        return await self.drain.run(seconds)
 
     async def close_connections(
         self, code: int = CLOSE_GOING_AWAY, reason: str = "server shutting down", timeout: float = 5.0
@@ -236,10 +251,21 @@ class JaccApp:
     async def _run_timed(self, binding: WalkerBinding, payload: dict) -> list:
         # The same limit as on a WebSocket; a WebSocket session has a cheaper watchdog of its own.
         seconds = self.config.websocket.walker_timeout_seconds
+        drain = self.drain
         try:
-            async with asyncio.timeout(seconds):
-                return await run_walker(binding, payload, self.config.server.dev, self.threads)
+            async with asyncio.timeout(seconds) as limit:
+                drain.enter(limit)  # a drain brings `limit` forward to its own end
+                try:
+                    return await run_walker(binding, payload, self.config.server.dev, self.threads)
+                finally:
+                    drain.leave(limit)
         except TimeoutError:  # run_walker turns the walker's own exceptions into ProtocolError
+            if drain.cut_off(limit):
+                raise ProtocolError(
+                    SERVICE_UNAVAILABLE,
+                    f"{SHUTTING_DOWN}: walker `{binding.name}` was cut off at the end of the drain",
+                    reason="drain_seconds",
+                ) from None
             logger.warning("walker %s ran past walker_timeout_seconds (%g s) and was cancelled",
                            binding.name, seconds)
             raise ProtocolError(
@@ -350,8 +376,8 @@ class _WalkerSocket:
             what = f"no WebSocket walker named `{name}`" if name else "no WebSocket route here"
             await _deny(scope, send, 404, error_frame(NOT_FOUND, what))
             return
-        if app._closing:
-            await _deny(scope, send, 503, error_frame(INTERNAL_ERROR, "server shutting down"))
+        if app._closing or app.drain.active:
+            await _deny(scope, send, 503, error_frame(SERVICE_UNAVAILABLE, SHUTTING_DOWN))
             return
         await WebSocketSession(app._session_context, name, scope, receive, send).run()
 
@@ -384,6 +410,7 @@ def _session_context(app: JaccApp) -> SessionContext:
         publish=app.backplane.publish,
         dev=app.config.server.dev,
         threads=app.threads,
+        drain=app.drain,
     )
 
 

@@ -59,6 +59,7 @@ from .watchdog import WalkerWatchdog
 if TYPE_CHECKING:
     from ..auth import TokenService
     from ..config import WebSocketConfig
+    from ..drain import Drain
     from ..protocol import WalkerBinding
     from ..threads import WalkerPool
     from .connections import ConnectionRegistry
@@ -74,7 +75,7 @@ class SessionContext:
     and is called for every frame, so that an open connection runs the code of
     the latest dev reload (or learns that its walker is gone). `publish` sends a
     broadcast frame on a walker's channel of the backplane. `threads` runs the
-    non-async walkers.
+    non-async walkers; `drain` counts walker runs and refuses them on shutdown.
     """
 
     limits: WebSocketConfig
@@ -84,6 +85,7 @@ class SessionContext:
     publish: Callable[[str, str], Awaitable[None]]
     dev: bool
     threads: WalkerPool
+    drain: Drain
 
 
 class WebSocketSession:
@@ -105,6 +107,7 @@ class WebSocketSession:
         self._binding = context.binding
         self._publish = context.publish
         self._dev = context.dev
+        self._drain = context.drain
         self._lane = context.threads.lane()
         limits = context.limits
         loop = asyncio.get_running_loop()
@@ -219,6 +222,16 @@ class WebSocketSession:
             await self._control(kind, token)
             return
         binding.check(payload)
+        drain = self._drain
+        drain.enter()  # SERVICE_UNAVAILABLE once the server drains
+        try:
+            await self._run(binding, payload, now)
+        finally:
+            # An error answer goes out from `_read` before the reader next yields, so
+            # the close that ends a drain still finds it queued or being sent.
+            drain.leave()
+
+    async def _run(self, binding: WalkerBinding, payload: dict, now: float) -> None:
         watchdog = self._watchdog
         watchdog.begin(now)
         try:
