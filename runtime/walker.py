@@ -220,6 +220,9 @@ async def spawn(walker: Walker) -> list:
     """Run a walker at the root: entry abilities, then exit abilities; return its reports.
 
     Works for async and non-async walkers alike; from synchronous code use `run`.
+    Whatever the walker raises leaves with its traceback at the `.jac` lines,
+    BaseExceptions too (`SystemExit`, a `CancelledError`): telling a failure
+    from a cancellation is the caller's business, which knows who cancelled.
     """
     try:
         for ability in walker.__jacc_spec__.abilities:
@@ -228,7 +231,26 @@ async def spawn(walker: Walker) -> list:
                 await result
     except Disengage:
         pass
-    except Exception as exc:
+    except BaseException as exc:
+        raise relocate(exc)
+    return walker._jacc_reports
+
+
+def walk(walker: Walker) -> list:
+    """Run a non-async walker in the calling thread, without an event loop; return its reports.
+
+    The same semantics as `spawn`, for a walker none of whose abilities is
+    async: the server calls it in a worker thread.
+    """
+    spec = walker.__jacc_spec__
+    if spec.is_async:
+        raise TypeError(f"walker {spec.name} has async abilities: use `await spawn(walker)`")
+    try:
+        for ability in spec.abilities:
+            ability(walker)
+    except Disengage:
+        pass
+    except BaseException as exc:
         raise relocate(exc)
     return walker._jacc_reports
 
@@ -241,4 +263,6 @@ def run(walker: Walker) -> list:
         pass  # no loop running: the normal case
     else:
         raise RuntimeError("run() was called inside an event loop: use `await spawn(walker)`")
+    if not walker.__jacc_spec__.is_async:
+        return walk(walker)  # no event loop needed
     return asyncio.run(spawn(walker))

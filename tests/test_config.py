@@ -412,3 +412,11 @@ def test_login_and_refresh_settings(tmp_path: Path) -> None:
 ])
 def test_bad_login_and_refresh_settings(tmp_path: Path, toml: str, want: str) -> None:
     assert want in str(_error(_app(tmp_path, toml)))
+
+
+def test_drain_seconds_from_environment(tmp_path: Path) -> None:
+    assert load_config(_app(tmp_path), environ={}).server.drain_seconds == 5.0
+    environ = {"JACC_SERVER_DRAIN_SECONDS": "2.5"}
+    assert load_config(_app(tmp_path), environ=environ).server.drain_seconds == 2.5
+    with pytest.raises(ConfigError, match="server.drain_seconds must be a number > 0, got 0"):
+        load_config(_app(tmp_path), environ={"JACC_SERVER_DRAIN_SECONDS": "0"})

@@ -45,6 +45,8 @@ from .config import AuthConfig, Config, ServerConfig, WebSocketConfig
 from .http import BodyLimit
 from .throttle import LoginLimits, LoginThrottle, Throttled
 from .ws.backplane import Backplane, MemoryBackplane
+from .drain import SHUTTING_DOWN, Drain
+from .loopwatch import LoopMonitor
 from .ws.connections import ConnectionRegistry
 from .openapi import openapi_document
 from .origins import origin_allowed
@@ -60,6 +62,7 @@ from .protocol import (
     NOT_FOUND,
     ORIGIN_NOT_ALLOWED,
     RATE_LIMITED,
+    SERVICE_UNAVAILABLE,
     UNAUTHORIZED,
     ProtocolError,
     WalkerBinding,
@@ -69,6 +72,7 @@ from .protocol import (
     run_walker,
     success_frame,
 )
+from .threads import WalkerPool
 from .ws.session import SessionContext, WebSocketSession
 from ..walker import Walker
 
@@ -124,6 +128,12 @@ class JaccApp:
         self.bindings: dict[str, WalkerBinding] = {}
         self._extra_routes: list[BaseRoute] = []
         self._closing = False
+        # Non-async walkers run here, off the event loop (threads.py).
+        self.threads = WalkerPool()
+        # Walker runs in progress, and the drain of a graceful shutdown (drain.py).
+        self.drain = Drain()
+        # `loop_monitor.incidents`: how often an async walker blocked the loop (loopwatch.py).
+        self.loop_monitor = LoopMonitor()
         self._session_context = _session_context(self)
         self._starlette = Starlette(
             routes=[],
@@ -139,6 +149,11 @@ class JaccApp:
         self.set_walkers(walkers)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and self.drain.active:
+            # New requests during a drain: a load balancer (or a client) goes elsewhere.
+            response = _error_response(ProtocolError(SERVICE_UNAVAILABLE, SHUTTING_DOWN))
+            await response(scope, receive, send)
+            return
         await self._asgi(scope, receive, send)
 
     def set_walkers(
@@ -181,6 +196,12 @@ class JaccApp:
             if spec.path:
                 routes.append((spec.method, _absolute(spec.path), binding))
         return routes
+
+    async def drain_walkers(self, seconds: float) -> int:
+        """Answer 503 to new requests and sockets, and wait up to `seconds` for the walker
+        runs in progress to be answered; return how many were not (docs/security.md#shutdown).
+        """
+        return await self.drain.run(seconds)
 
     async def close_connections(
         self, code: int = CLOSE_GOING_AWAY, reason: str = "server shutting down", timeout: float = 5.0
@@ -225,6 +246,7 @@ class JaccApp:
     @contextlib.asynccontextmanager
     async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         await self.backplane.start()
+        self.loop_monitor.start()
         try:
             yield
         finally:
@@ -233,6 +255,8 @@ class JaccApp:
             if self._hashing is not None:
                 self._hashing.shutdown(wait=False, cancel_futures=True)
                 self._hashing = None
+            self.loop_monitor.stop()
+            self.threads.stop()
 
     # --- HTTP walkers --------------------------------------------------------------
 
@@ -257,10 +281,21 @@ class JaccApp:
     async def _run_timed(self, binding: WalkerBinding, payload: dict) -> list:
         # The same limit as on a WebSocket; a WebSocket session has a cheaper watchdog of its own.
         seconds = self.config.websocket.walker_timeout_seconds
+        drain = self.drain
         try:
-            async with asyncio.timeout(seconds):
-                return await run_walker(binding, payload, self.config.server.dev)
+            async with asyncio.timeout(seconds) as limit:
+                drain.enter(limit)  # a drain brings `limit` forward to its own end
+                try:
+                    return await run_walker(binding, payload, self.config.server.dev, self.threads)
+                finally:
+                    drain.leave(limit)
         except TimeoutError:  # run_walker turns the walker's own exceptions into ProtocolError
+            if drain.cut_off(limit):
+                raise ProtocolError(
+                    SERVICE_UNAVAILABLE,
+                    f"{SHUTTING_DOWN}: walker `{binding.name}` was cut off at the end of the drain",
+                    reason="drain_seconds",
+                ) from None
             logger.warning("walker %s ran past walker_timeout_seconds (%g s) and was cancelled",
                            binding.name, seconds)
             raise ProtocolError(
@@ -408,8 +443,8 @@ class _WalkerSocket:
             what = f"no WebSocket walker named `{name}`" if name else "no WebSocket route here"
             await _deny(scope, send, 404, error_frame(NOT_FOUND, what))
             return
-        if app._closing:
-            await _deny(scope, send, 503, error_frame(INTERNAL_ERROR, "server shutting down"))
+        if app._closing or app.drain.active:
+            await _deny(scope, send, 503, error_frame(SERVICE_UNAVAILABLE, SHUTTING_DOWN))
             return
         address = _client_address(scope)
         limit = app.config.websocket.max_connections_per_ip
@@ -453,6 +488,8 @@ def _session_context(app: JaccApp) -> SessionContext:
         binding=binding,
         publish=app.backplane.publish,
         dev=app.config.server.dev,
+        threads=app.threads,
+        drain=app.drain,
     )
 
 

@@ -78,6 +78,8 @@ class ServerConfig:
     handshake_timeout_seconds: float = 10.0
     max_connections: int = 10000
     console: bool = True  # the browser console at /__jacc/console and the `/` redirect
+    # On SIGTERM, how long walkers already running get to finish (docs/security.md#shutdown).
+    drain_seconds: float = 5.0
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ exits 1. Everything else is a bug.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import logging.config
@@ -270,7 +271,8 @@ def _redacted(value: object) -> object:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server, closing WebSockets with 1001 before it stops (uvicorn would say 1012)."""
+    """uvicorn's server, draining walkers and then closing WebSockets with 1001 before it
+    stops (uvicorn would cancel the walkers and say 1012)."""
 
     def __init__(self, config: uvicorn.Config, app: JaccApp,
                  reloader: DevReloader | None = None) -> None:
@@ -287,12 +289,22 @@ class _Server(uvicorn.Server):
     async def shutdown(self, sockets: list | None = None) -> None:
         if self._reloader is not None:
             await self._reloader.stop()
+        # Still listening while walkers finish: a new request gets a 503, not a refused connection.
+        await self._drain()
         # Stop accepting first, so that no socket opens behind the closing ones.
         for server in self.servers:
             server.close()
         await self._jacc_app.close_connections(CLOSE_GOING_AWAY, "server shutting down",
                                                _CLOSE_TIMEOUT_SECONDS)
         await super().shutdown(sockets)
+
+    async def _drain(self) -> None:
+        drain = asyncio.ensure_future(
+            self._jacc_app.drain_walkers(self._jacc_app.config.server.drain_seconds))
+        # A second Ctrl-C (uvicorn's force_exit) ends the drain at once.
+        while not drain.done() and not self.force_exit:
+            await asyncio.wait((drain,), timeout=0.1)
+        drain.cancel()
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ encoded once and the same object is queued to every connection.
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import json
 import logging
@@ -17,10 +18,13 @@ import os
 import re
 import time
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .fieldtypes import declared_type
 from ..walker import Walker, spawn
+
+if TYPE_CHECKING:
+    from .threads import Lane, WalkerPool
 
 logger = logging.getLogger("jacc.walker")
 
@@ -480,18 +484,44 @@ def _shown(name: str) -> str:
     return name if len(name) <= _SHOWN_LENGTH else f"{name[:_SHOWN_LENGTH]}..."
 
 
-async def run_walker(binding: WalkerBinding, fields: dict, dev: bool = False) -> list:
+async def run_walker(
+    binding: WalkerBinding, fields: dict, dev: bool = False, threads: WalkerPool | Lane | None = None
+) -> list:
     """Run one walker instance with checked `fields` and return its reports.
 
-    A walker that raises becomes ProtocolError(EXECUTION_ERROR) naming the
-    exception's type and text; the traceback goes to the server log only.
-    With `dev`, the error also carries the `.jac` line it was raised at and
+    A non-async walker runs in a thread of `threads` (a connection's `Lane`, or
+    the app's `WalkerPool` for a request in no order with others), off the event
+    loop; without `threads`, or for an async walker, on the loop.
+
+    A walker that raises anything at all, `SystemExit`, `KeyboardInterrupt` or a
+    `CancelledError` of its own included, becomes ProtocolError(EXECUTION_ERROR)
+    naming the exception's type and text; the traceback goes to the server log
+    only. With `dev`, the error also carries the `.jac` line it was raised at and
     the `.jac` frames that led there (`line`, `details`).
+
+    A cancellation of the calling task (walker timeout, disconnect, shutdown) is
+    not the walker's to decide: it leaves as a CancelledError whatever the walker
+    did with it (let it out, caught it and returned, raised something else).
     """
     try:
-        return await spawn(binding.cls(**fields))
-    except Exception as error:
+        if threads is None or binding.spec.is_async:
+            reports, error = await spawn(binding.cls(**fields)), None
+        else:
+            reports, error = await threads.run(binding.cls, fields)
+    except BaseException as raised:  # a failure of any kind is the walker's own
+        reports, error = None, raised
+    if _cancel_requested():
+        raise error if isinstance(error, asyncio.CancelledError) else asyncio.CancelledError()
+    if error is not None:
         raise execution_error(binding.name, error, dev) from None
+    return reports
+
+
+def _cancel_requested() -> bool:
+    # Only the canceller's cancel() counts here (Task.cancelling, Python 3.11): a
+    # CancelledError the walker raised by itself leaves the count at zero.
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def execution_error(walker: str, error: BaseException, dev: bool = False) -> ProtocolError:

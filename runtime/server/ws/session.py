@@ -59,7 +59,9 @@ from .watchdog import WalkerWatchdog
 if TYPE_CHECKING:
     from ..auth import TokenService
     from ..config import WebSocketConfig
+    from ..drain import Drain
     from ..protocol import WalkerBinding
+    from ..threads import WalkerPool
     from .connections import ConnectionRegistry
 
 logger = logging.getLogger("jacc.session")
@@ -72,7 +74,8 @@ class SessionContext:
     One per app, shared by all its sessions. `binding` looks a walker up by name
     and is called for every frame, so that an open connection runs the code of
     the latest dev reload (or learns that its walker is gone). `publish` sends a
-    broadcast frame on a walker's channel of the backplane.
+    broadcast frame on a walker's channel of the backplane. `threads` runs the
+    non-async walkers; `drain` counts walker runs and refuses them on shutdown.
     """
 
     limits: WebSocketConfig
@@ -81,6 +84,8 @@ class SessionContext:
     binding: Callable[[str], WalkerBinding | None]
     publish: Callable[[str, str], Awaitable[None]]
     dev: bool
+    threads: WalkerPool
+    drain: Drain
 
 
 class WebSocketSession:
@@ -102,6 +107,8 @@ class WebSocketSession:
         self._binding = context.binding
         self._publish = context.publish
         self._dev = context.dev
+        self._drain = context.drain
+        self._lane = context.threads.lane()
         limits = context.limits
         loop = asyncio.get_running_loop()
         self._clock = loop.time
@@ -215,10 +222,20 @@ class WebSocketSession:
             await self._control(kind, token)
             return
         binding.check(payload)
+        drain = self._drain
+        drain.enter()  # SERVICE_UNAVAILABLE once the server drains
+        try:
+            await self._run(binding, payload, now)
+        finally:
+            # An error answer goes out from `_read` before the reader next yields, so
+            # the close that ends a drain still finds it queued or being sent.
+            drain.leave()
+
+    async def _run(self, binding: WalkerBinding, payload: dict, now: float) -> None:
         watchdog = self._watchdog
         watchdog.begin(now)
         try:
-            reports = await run_walker(binding, payload, self._dev)
+            reports = await run_walker(binding, payload, self._dev, self._lane)
         finally:
             watchdog.end()  # raises EXECUTION_TIMEOUT for a walker it cancelled
         frame = success_frame(reports, binding.name, self._dev)
