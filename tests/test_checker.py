@@ -234,7 +234,6 @@ UNSUPPORTED = [
     ("here", "walker W {\n    can go with entry {\n        report here;\n    }\n}"),
     ("visitor", "def f() {\n    return visitor;\n}"),
     ("ignore", "walker W {\n    can go with entry {\n        ignore [a];\n    }\n}"),
-    ("lambda", "glob key = lambda x: x;"),
     ("yield", "def gen() {\n    yield 1;\n}"),
     ("pass", "def nothing() {\n    pass;\n}"),
 ]
@@ -358,7 +357,10 @@ def test_names_defined_at_module_level_are_known(definition: str) -> None:
     "return [i for i in range(3)];",
     "return {k: v for (k, v) in {}.items()};",
     "return len(print);",
-    "global counter; counter = 2; return counter;",
+    "counter = 2; return counter;",
+    "counter += 2; return counter;",
+    "counter: int = 2; return counter;",
+    "f = lambda (q: int) { counter = q; }; f(1); return counter;",
 ])
 def test_local_names_are_known(body: str) -> None:
     _accepted(f"\nglob counter = 0;\ndef f(p: int = 1) {{\n    {body}\n}}\n")
