@@ -460,7 +460,8 @@ def _documented(items: list) -> tuple[list, list[Span]]:
         pending = None
         if isinstance(item, tuple):
             fields = all(isinstance(i, n.HasField) for i in item)
-            declarations.extend(replace(i, doc=doc) if fields and doc else i for i in item)
+            declarations.extend(replace(i, doc=doc) if fields and doc is not None else i
+                                for i in item)
         elif isinstance(item, (n.Walker, n.Function, n.Ability)) and doc is not None:
             declarations.append(replace(item, docstring=doc))
         else:

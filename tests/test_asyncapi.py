@@ -81,7 +81,8 @@ def test_request_schema_comes_from_the_declared_types() -> None:
     payload = _document()["channels"]["ChatRoom"]["messages"]["request"]["payload"]
     assert payload["required"] == ["message"]
     assert payload["additionalProperties"] is False
-    assert payload["properties"]["message"] == {"type": "string", "x-jacc-type": "str"}
+    assert payload["properties"]["message"] == {"type": "string", "x-jacc-type": "str",
+                                                "description": "What to say."}
     assert payload["properties"]["sender"]["default"] == "anonymous"
     # `token` may come in any frame and is taken out before the walker sees the fields.
     assert "token" in payload["properties"]

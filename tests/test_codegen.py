@@ -77,7 +77,9 @@ def test_chat_sample_runs(tmp_path: Path) -> None:
     assert history["total"] == 1 and history["messages"][0]["content"] == "buy **** now"
     with pytest.raises(ValueError, match="empty message"):
         jacc_runtime.run(chat.ChatRoom(message="   "))
-    assert jacc_runtime.run(chat.Stats()) == [{"messages": 1, "top_senders": ["ann"]}]
+    assert jacc_runtime.run(chat.Stats()) == [{"messages": 1, "sent": 1, "top_senders": ["ann"]}]
+    assert chat.ChatRoom.__jacc_spec__.fields[0].doc == "What to say."
+    assert chat.clean.__doc__ == "The text with each banned word starred out."
 
 
 # ---------------------------------------------------------------- determinism and header

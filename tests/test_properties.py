@@ -133,12 +133,14 @@ def _program(s: str) -> str:
 glob A = {as_json};
 glob B: str = {as_repr};
 
+{triple}
 @restspec(path={json.dumps("/" + s, ensure_ascii=False)})
 walker : pub W {{
     {triple};
     has d: str = {as_ascii};
     static has e: str = {single};
 
+    {single}
     can go with entry {{
         report A;
         report B;
@@ -170,7 +172,10 @@ def test_string_literals_are_never_code(s: str) -> None:
     compiled = compile_source(source)
     for namespace in (_exec_in_memory(compiled), _exec_built(compiled)):
         assert namespace["__doc__"] == s
+        # Docstrings stand before what they document: the walker, a field, an ability.
         assert namespace["W"].__doc__ == s
+        assert namespace["W"].__jacc_spec__.fields[0].doc == s
+        assert namespace["W"].go.__doc__ == s
         assert namespace["W"].__jacc_spec__.path == "/" + s
         assert _run_walkers(namespace) == _expected(s, s)
         assert _run_walkers(namespace, d="{x}") == _expected(s, "{x}")
