@@ -135,6 +135,10 @@ def _syntax_diagnostic(source: Source, error: UnexpectedInput) -> Diagnostic:
                               help="a string at the start of a body is no docstring in Jac, "
                               "but a statement like any other: Jac docstrings stand before "
                               "what they document, so move it above the declaration")
+        if "LBRACE" in acceptable and _in_a_lambda_head(error):
+            return Diagnostic("E0001", f"expected {expected}, found `{found}`", span,
+                              help="a Jac lambda puts its parameters in parentheses and its "
+                              "body in braces: `lambda (x: int) { x + 1; }`")
         if expected == "`;`":
             # Point where the `;` belongs, right after what came before, like rustc.
             span = _after_previous(error) or span
@@ -201,6 +205,12 @@ def _starts_a_body_with_a_string(error: UnexpectedToken) -> bool:
     string, before = stack[-1], stack[-2]
     return isinstance(string, n.Constant) and isinstance(string.value, str) \
         and isinstance(before, Token) and before.type == "LBRACE"
+
+
+def _in_a_lambda_head(error: UnexpectedToken) -> bool:
+    """Whether parsing stopped between `lambda` and the `{` of its body."""
+    stack = getattr(getattr(error, "state", None), "value_stack", None) or []
+    return any(isinstance(item, Token) and item.type == "LAMBDA" for item in stack[-6:])
 
 
 def _is_keyword(token: Token) -> bool:
