@@ -298,6 +298,8 @@ class Lower(Transformer):
     def op_chain(self, items: list) -> Any:
         return _fold(items)
 
+    arithmetic_chain = op_chain
+
     def lambda_expr(self, items: list) -> n.Lambda:
         _, params, returns, body = items
         if len(body) == 1 and isinstance(body[0], n.ExprStmt):  # `lambda (x) { x + 1; }`
