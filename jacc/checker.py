@@ -223,7 +223,7 @@ class ModuleChecker:
                       resolution=resolve(bindings, frames, self.globs), frames=frames)
 
     def visit_Lambda(self, node: n.Lambda, scope: _Scope) -> None:
-        self.check_params(node.params, scope, defaults_early=False)
+        self.check_params(node.params, scope, of_lambda=True)
         self.walk((node.returns,), scope)
         body_scope = self.body_scope(node.params, node.body, scope, is_async=False,
                                      frames=scope.enclosing(), in_lambda=True)
@@ -244,7 +244,7 @@ class ModuleChecker:
                          "`has` they document; a walker's goes above `walker`")
 
     def check_params(self, params: tuple[n.Param, ...], scope: _Scope,
-                     defaults_early: bool = True) -> None:
+                     of_lambda: bool = False) -> None:
         seen: set[str] = set()
         seen_default = seen_star = False
         double_star: n.Param | None = None
@@ -253,7 +253,7 @@ class ModuleChecker:
             self.check_local_name(param.name, param.span)
             self.walk((param.annotation,), scope)  # annotations stay strings
             # A function's defaults run at import; a lambda's, where the lambda is.
-            self.walk((param.default,), self.early() if defaults_early else scope)
+            self.walk((param.default,), scope if of_lambda else self.early())
             if double_star is not None:
                 self.error("E0003", f"no parameter can follow `**{double_star.name}`",
                            param.span)
@@ -273,7 +273,7 @@ class ModuleChecker:
             seen.add(param.name)
             self.check_builtin_name(param.name, _keyword(param.span, param.name)
                                     if param.kind == "plain" else param.span)
-            if param.name == "self" and scope.walker is not None:
+            if param.name == "self" and scope.walker is not None and not of_lambda:
                 self.error("E0204", "methods get `self` implicitly: do not declare it",
                            param.span, help="remove `self` from the parameters")
             if param.kind == "star":

@@ -499,3 +499,13 @@ def test_restspec_reads_apiprotocol_under_another_name(spelling: str, tmp_path: 
         spec = module.Chat.__jacc_spec__
         assert (spec.protocol, spec.broadcast) == ("websocket", True)
         assert jacc_runtime.run(module.Chat()) == ["http"]
+
+
+def test_named_escapes_and_backslashes_in_f_strings(tmp_path: Path) -> None:
+    text = ('\ndef f(x: int) -> list {\n    return [f"\\N{BULLET} {x}", f"{x:\\N{BULLET}>4}", '
+            'f"\\{x}", rf"\\N{x}", f"\\\\N{x}", f"{x:{x}}", f"a\\N{EM DASH}b"];\n}\n')
+    x = 6
+    expected = [f"\N{BULLET} {x}", f"{x:\N{BULLET}>4}", "\\6", "\\N6", "\\N6", f"{x:{x}}",
+                "a\N{EM DASH}b"]
+    for module in both(text, tmp_path):
+        assert module.f(x) == expected
