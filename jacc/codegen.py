@@ -529,40 +529,42 @@ class CodeGen:
         Called with the first iterable, evaluated where the comprehension stands.
         """
         span = node.span
-        result, iterator = "_jacc_result", "_jacc_iterable"
-        if node.kind == "generator":
-            innermost = elt[0] + [_locate(ast.Expr(_locate(ast.Yield(elt[1]), span)), span)]
-        elif node.kind == "dict":
-            key = _locate(ast.Subscript(_name(result, span), elt[1], ast.Store()), span)
-            innermost = elt[0] + value[0] + [_locate(ast.Assign([key], value[1]), span)]
-        else:
-            method = "append" if node.kind == "list" else "add"
-            call = ast.Call(_locate(ast.Attribute(_name(result, span), method, ast.Load()), span),
-                            [elt[1]], [])
-            innermost = elt[0] + [_locate(ast.Expr(_locate(call, span)), span)]
-        body = innermost
-        for index in range(len(parts) - 1, -1, -1):
+        body = self.comprehension_item(node, elt, value)
+        for index in range(len(parts) - 1, -1, -1):  # the loops, innermost first
             target, (prelude, iterable), *ifs = parts[index]
             for if_prelude, test in reversed(ifs):
                 body = if_prelude + [_locate(ast.If(test, body, []), span)]
-            source = _name(iterator, span) if index == 0 else iterable
+            source = _name(_ITERABLE, span) if index == 0 else iterable
             body = prelude + [_locate(ast.For(target, source, body, [], None), span)]
         if node.kind != "generator":
-            empty = {"list": ast.List([], ast.Load()), "dict": ast.Dict([], []),
-                     "set": ast.Set([ast.Starred(ast.Tuple([], ast.Load()), ast.Load())])}
-            made = empty[node.kind]
-            for inner in ast.walk(made):
+            empty = _EMPTY[node.kind]()
+            for inner in ast.walk(empty):
                 _locate(inner, span)
-            body = [self._assign_name(result, made, span), *body,
-                    _locate(ast.Return(_name(result, span)), span)]
+            body = [self._assign_name(_RESULT, empty, span), *body,
+                    _locate(ast.Return(_name(_RESULT, span)), span)]
         is_async = _awaits(body)
         name = self.made_name("comprehension")
-        args = ast.arguments([], [_locate(ast.arg(iterator), span)], None, [], [], None, [])
+        args = ast.arguments([], [_locate(ast.arg(_ITERABLE), span)], None, [], [], None, [])
         kind = ast.AsyncFunctionDef if is_async else ast.FunctionDef
         self.hoist(_locate(kind(name, args, body, [], None, None), span))
         call = _locate(ast.Call(_name(name, span), [first], []), span)
         # Python awaits an async list, set or dict comprehension where it stands.
         return ast.Await(call) if is_async and node.kind != "generator" else call
+
+    @staticmethod
+    def comprehension_item(node: n.Comprehension, elt: tuple,
+                           value: tuple | None) -> list[ast.stmt]:
+        """What the written-out comprehension does with each item: yield or collect it."""
+        span = node.span
+        if node.kind == "generator":
+            return elt[0] + [_locate(ast.Expr(_locate(ast.Yield(elt[1]), span)), span)]
+        if node.kind == "dict":
+            key = _locate(ast.Subscript(_name(_RESULT, span), elt[1], ast.Store()), span)
+            return elt[0] + value[0] + [_locate(ast.Assign([key], value[1]), span)]
+        method = _locate(ast.Attribute(_name(_RESULT, span),
+                                       "append" if node.kind == "list" else "add", ast.Load()),
+                         span)
+        return elt[0] + [_locate(ast.Expr(_locate(ast.Call(method, [elt[1]], []), span)), span)]
 
     def expr_Lambda(self, node: n.Lambda) -> ast.expr:
         single = self.single_expression(node)
@@ -570,28 +572,33 @@ class CodeGen:
             return single
         name = self.made_name("lambda")
         args = self.arguments(node.params, with_self=None, defaults=False)
+        returns = self.annotation(node.returns) if node.returns is not None else None
         self.hoist(_locate(ast.FunctionDef(name, args, self.function_body(
-            node.params, node.body, None, node.span), [], None, None), node.span))
+            node.params, node.body, None, node.span), [], returns, None), node.span))
         # The `def` is a template; the lambda's value is a new function made from it where
         # the lambda stands, with the defaults evaluated there, as Python makes a lambda.
+        return ast.Call(_runtime("make_lambda", node.span),
+                        [_name(name, node.span), *self.lambda_defaults(node)], [])
+
+    def lambda_defaults(self, node: n.Lambda) -> list[ast.expr]:
+        """`make_lambda`'s arguments after the template: the positional defaults, as a
+        tuple, and the keyword-only ones, as a dict; none when there are none."""
         positional: list[ast.expr] = []
         keyword: dict[str, ast.expr] = {}
         star = False
         for param in node.params:
             star = star or param.kind in ("star", "bare_star")
-            if param.default is not None:
-                value = self.expr(param.default)
-                if star:
-                    keyword[param.name] = value
-                else:
-                    positional.append(value)
-        call_args: list[ast.expr] = [_name(name, node.span)]
-        if positional or keyword:
-            call_args.append(_locate(ast.Tuple(positional, ast.Load()), node.span))
+            if param.default is not None and star:
+                keyword[param.name] = self.expr(param.default)
+            elif param.default is not None:
+                positional.append(self.expr(param.default))
+        if not (positional or keyword):
+            return []
+        made: list[ast.expr] = [_locate(ast.Tuple(positional, ast.Load()), node.span)]
         if keyword:
             keys = [_locate(ast.Constant(k), node.span) for k in keyword]
-            call_args.append(_locate(ast.Dict(keys, list(keyword.values())), node.span))
-        return ast.Call(_runtime("make_lambda", node.span), call_args, [])
+            made.append(_locate(ast.Dict(keys, list(keyword.values())), node.span))
+        return made
 
     def single_expression(self, node: n.Lambda) -> ast.Lambda | None:
         """A lambda whose body is one value, as Python's `lambda`; None when its value
@@ -614,6 +621,16 @@ class CodeGen:
     def made_name(self, kind: str) -> str:
         self.made += 1
         return f"_jacc_{kind}_{self.made}"
+
+
+# The locals of a written-out comprehension (comprehension_def): its result and the first
+# iterable it is called with. Reserved names: no program's can clash.
+_RESULT, _ITERABLE = "_jacc_result", "_jacc_iterable"
+_EMPTY = {
+    "list": lambda: ast.List([], ast.Load()),
+    "dict": lambda: ast.Dict([], []),
+    "set": lambda: ast.Set([ast.Starred(ast.Tuple([], ast.Load()), ast.Load())]),  # `{*()}`
+}
 
 
 def _awaits(body: list[ast.stmt]) -> bool:

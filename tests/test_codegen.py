@@ -350,7 +350,8 @@ def in_every_position(xs: list) -> list {
     chosen = (lambda { "yes" }) if xs else (lambda { n = "no"; return n; });
     table = {"k": lambda (q: int) { r = q * q; return r; }};
     called = (lambda (a: int) { b = a; return b; })(5);
-    return [picked, chosen(), table["k"](4), called, list(map(lambda (x: int) { y = -x; return y; }, xs))];
+    negated = list(map(lambda (x: int) { y = -x; return y; }, xs));
+    return [picked, chosen(), table["k"](4), called, negated];
 }
 
 def fresh_each_time() -> list {
@@ -509,3 +510,31 @@ def test_named_escapes_and_backslashes_in_f_strings(tmp_path: Path) -> None:
                 "a\N{EM DASH}b"]
     for module in both(text, tmp_path):
         assert module.f(x) == expected
+
+
+def test_comprehensions_holding_lambdas_with_statements(tmp_path: Path) -> None:
+    # Each kind of comprehension, written out as a function so that the lambda is made
+    # per item in the comprehension's scope; `if`s and inner loops keep their order.
+    text = '''
+async def double(v: int) -> int { v * 2 }
+
+def kinds(xs: list) -> list {
+    made = lambda (v: int) { w = v + 1; return w; };
+    listed = [(lambda { y = i * j; return y; })() for i in xs if i > 0 for j in [i] if j < 3];
+    sets = {(lambda { y = i % 2; return y; })() for i in xs};
+    dicts = {i: (lambda { y = -i; return y; })() for i in xs};
+    gen = ((lambda { y = i; return y; })() for i in xs);
+    return [listed, sets, dicts, list(gen), [made(i) for i in xs]];
+}
+
+async def awaited(xs: list) -> list {
+    return [await double((lambda { y = i; return y; })()) for i in xs];
+}
+
+walker : pub W {
+    async can go with entry { report [kinds([0, 1, 2, 3]), await awaited([1, 2])]; }
+}
+'''
+    for module in both(text, tmp_path):
+        assert jacc_runtime.run(module.W()) == [
+            [[[1, 4], {0, 1}, {0: 0, 1: -1, 2: -2, 3: -3}, [0, 1, 2, 3], [1, 2, 3, 4]], [2, 4]]]

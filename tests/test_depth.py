@@ -144,7 +144,8 @@ def test_a_build_deeper_than_python_source_allows_is_e0004_and_located(tmp_path:
 def test_a_build_indented_deeper_than_python_source_allows_is_e0004(tmp_path: Path) -> None:
     # An ability's body is two levels in (class, method): 98 nested `if` make 100.
     ifs = _nested("if x { ", "report 1;", 98)
-    text = f"\nwalker : pub W {{\n    can go with entry {{\n        x = 1;\n        {ifs}\n    }}\n}}\n"
+    text = ("\nwalker : pub W {\n    can go with entry {\n        x = 1;\n"
+            f"        {ifs}\n    }}\n}}\n")
     compiled = compile_source(text)
     with pytest.raises(UnwritableModule) as info:
         module_source(compiled.tree, "app.jac")

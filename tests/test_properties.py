@@ -478,10 +478,12 @@ def _expressions(sloppy: bool, is_async: bool, bounded: bool = False,
         ]
         if not python:  # Jac's lambdas: one value, statements, in a comprehension
             forms += [
-                st.tuples(inner, inner).map(lambda t: f"(lambda (q: any) {{ q + {t[0]}; }})({t[1]})"),
+                st.tuples(inner, inner).map(
+                    lambda t: f"(lambda (q: any) {{ q + {t[0]}; }})({t[1]})"),
                 inner.map(lambda e: f"(lambda {{ {e} }})()"),
                 st.tuples(inner, inner).map(
-                    lambda t: f"(lambda (q: any = {t[0]}) -> any {{ r = q; x = {t[1]}; return r; }})()"),
+                    lambda t: f"(lambda (q: any = {t[0]}) -> any {{ r = q; x = {t[1]}; "
+                              "return r; })()"),
                 st.tuples(inner, inner).map(
                     lambda t: f"[(lambda {{ r = q; return r; }})() for q in {t[0]} if {t[1]}]"),
                 inner.map(lambda e: f"sorted([1, 2], key=lambda (p: int) {{ -p if {e} else p; }})"),
@@ -607,7 +609,8 @@ def deep_program(draw: st.DrawFn) -> str:
     where = draw(st.sampled_from(["ability", "function"]))
     if where == "function":
         return f"\nglob x = 1;\ndef f() -> any {{\n    {body.replace('report', 'return')}\n}}\n"
-    return f"\nglob x = 1;\nwalker : pub W {{\n    can go with entry {{\n        {body}\n    }}\n}}\n"
+    return ("\nglob x = 1;\nwalker : pub W {\n    can go with entry {\n"
+            f"        {body}\n    }}\n}}\n")
 
 
 def robustness(examples: int) -> settings:
