@@ -21,7 +21,7 @@ from difflib import get_close_matches
 from . import nodes as n
 from .depth import MAX_DEPTH, too_deep
 from .diagnostics import Diagnostic
-from .restspec import RESTSPEC, jac_aliases, read_restspec, restspec_names
+from .restspec import RESTSPEC, is_restspec, jac_aliases, read_restspec, restspec_names
 from .scopes import Bindings, Resolution, globs_of, resolve, target_names
 from .source import Span
 
@@ -81,6 +81,7 @@ class ModuleChecker:
         self.bound: set[str] = set()  # module names bound so far, in file order
         self.globs = globs_of(module)
         self.aliases = jac_aliases(module)
+        self.restspec_names = restspec_names(self.aliases)
         self.depth = 0
         self.reported_depth = False
 
@@ -291,15 +292,11 @@ class ModuleChecker:
     def check_decorators(self, decorators: tuple[n.Decorator, ...], scope: _Scope,
                          walker: n.Walker | None) -> None:
         for decorator in decorators:
-            if self.is_restspec(decorator) and walker is None:
+            if is_restspec(decorator, self.aliases) and walker is None:
                 self.error("E0107", "`@restspec` applies to walkers only", decorator.span)
                 continue
-            if not self.is_restspec(decorator):
+            if not is_restspec(decorator, self.aliases):
                 self.visit(decorator.expr, self.early())
-
-    def is_restspec(self, decorator: n.Decorator) -> bool:
-        expr = decorator.expr.func if isinstance(decorator.expr, n.Call) else decorator.expr
-        return isinstance(expr, n.Name) and expr.id in restspec_names(self.aliases)
 
     # ------------------------------------------------------------ walkers
 
@@ -533,7 +530,7 @@ class ModuleChecker:
     def visit_Name(self, node: n.Name, scope: _Scope) -> None:
         if not any(node.id in names for names in scope.comprehension_names):
             self.check_shadowed_use(node, scope)
-        if node.id in restspec_names(self.aliases) and scope.knows(node.id):
+        if node.id in self.restspec_names and scope.knows(node.id):
             self.error("E0107", "`restspec` can only be used as a walker's decorator", node.span)
         elif not scope.knows(node.id) and node.id in self.first_seen:
             defined = self.first_seen[node.id]
@@ -618,9 +615,7 @@ VISITORS = {cls: getattr(ModuleChecker, "visit_" + cls.__name__, ModuleChecker.g
 def _keyword_span(decorators: tuple[n.Decorator, ...], name: str,
                   aliases: dict[str, str]) -> Span | None:
     for decorator in decorators:
-        call = decorator.expr
-        if isinstance(call, n.Call) and isinstance(call.func, n.Name) \
-                and call.func.id in restspec_names(aliases):
+        if is_restspec(decorator, aliases) and isinstance(decorator.expr, n.Call):
             for keyword in decorator.expr.keywords:
                 if keyword.name == name:
                     return keyword.span
