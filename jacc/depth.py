@@ -31,9 +31,10 @@ MAX_BLOCKS = 20  # CPython's CO_MAXBLOCKS: nested loops, `try` and `with` in one
 MAX_BRACKETS = 200  # CPython's tokenizer: nested (, [ and { in source text
 MAX_INDENT = 99  # CPython's tokenizer: levels of indentation in source text
 
-# Frames per level of nesting, at most, over the recursive stages (codegen's statements
-# take six: statement → prelude → method → body → statements → statement), with room
-# for the caller's own stack.
+# Frames per level of nesting, at most, over the recursive stages, with room for the
+# caller's own stack. Measured: `if` blocks nested 2895 deep take 20 350 frames (seven
+# a level, in codegen: statement, prelude, rule, body, statements...), `elif` chains
+# six, calls and lambdas three, operator chains two.
 _RECURSION_LIMIT = 8 * MAX_DEPTH + 2000
 
 _lock = threading.Lock()
