@@ -49,11 +49,14 @@ class Disengage(BaseException):
 
 @dataclass(frozen=True)
 class Field:
-    """One `has` field: its name, its declared type as written, and its default."""
+    """One `has` field: its name, its declared type as written, its default, and the
+    docstring written before its `has` (the field's description in /openapi.json and
+    /asyncapi.json)."""
 
     name: str
     type: str
     default_factory: Callable[[], Any] | None = None
+    doc: str | None = None
 
     @property
     def required(self) -> bool:
@@ -85,16 +88,19 @@ class WalkerSpec:
 class _FieldDecl:
     """A class-body placeholder for a field, replaced by the spec at class creation."""
 
-    __slots__ = ("type", "default_factory")
+    __slots__ = ("type", "default_factory", "doc")
 
-    def __init__(self, type: str, default_factory: Callable[[], Any] | None) -> None:
+    def __init__(self, type: str, default_factory: Callable[[], Any] | None,
+                 doc: str | None) -> None:
         self.type = type
         self.default_factory = default_factory
+        self.doc = doc
 
 
-def field(type: str, default_factory: Callable[[], Any] | None = None) -> Any:
+def field(type: str, default_factory: Callable[[], Any] | None = None, *,
+          doc: str | None = None) -> Any:
     """Declare a `has` field; `default_factory` runs once per instance."""
-    return _FieldDecl(type, default_factory)
+    return _FieldDecl(type, default_factory, doc)
 
 
 def entry(function: Callable) -> Callable:
@@ -197,7 +203,7 @@ def _collect_fields(cls: type) -> tuple[Field, ...]:
             inherited[f.name] = f
     for name, value in list(vars(cls).items()):
         if isinstance(value, _FieldDecl):
-            inherited[name] = Field(name, value.type, value.default_factory)
+            inherited[name] = Field(name, value.type, value.default_factory, value.doc)
             # The instance attribute set in __init__ must not be shadowed.
             delattr(cls, name)
     return tuple(inherited.values())
