@@ -70,10 +70,10 @@ token_ttl_seconds = 60
 
 
 def test_explicit_config_file_replaces_the_one_beside_the_app(tmp_path: Path) -> None:
-    app = _app(tmp_path, "[websocket]\nsend_queue_frames = 1\n")
+    app = _app(tmp_path, "[websocket]\nsend_queue_bytes = 1\n")
     other = tmp_path / "other.toml"
-    other.write_text("[websocket]\nsend_queue_frames = 2\n")
-    assert load_config(app, other, environ={}).websocket.send_queue_frames == 2
+    other.write_text("[websocket]\nsend_queue_bytes = 2\n")
+    assert load_config(app, other, environ={}).websocket.send_queue_bytes == 2
 
 
 def test_environment_overrides_toml(tmp_path: Path) -> None:
@@ -186,7 +186,7 @@ def test_zero_from_environment_names_key_and_variable(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("line, key", [
     ("max_message_bytes = 0", "websocket.max_message_bytes"),
-    ("send_queue_frames = -1", "websocket.send_queue_frames"),
+    ("send_queue_bytes = -1", "websocket.send_queue_bytes"),
     ("heartbeat_seconds = 0", "websocket.heartbeat_seconds"),
     ("messages_per_second = -0.5", "websocket.messages_per_second"),
     ("walker_timeout_seconds = inf", "websocket.walker_timeout_seconds"),
