@@ -215,3 +215,56 @@ def test_a_client_that_stops_reading_does_not_delay_the_others(server):
     assert close is not None and close.code == 4408, close
     assert texts < frames  # it lost the frames it could not take, and only it
     assert server.wait_connections(0)["connections"] == 0
+
+
+def test_a_stalled_reader_of_large_broadcasts_is_closed_once_about_1_mib_is_queued(server):
+    # The queue is bounded in bytes (send_queue_bytes, 1 MiB by default), not in frames:
+    # 512 KB frames fill it in two, where 256 frames would have pinned 128 MB.
+    # Enough frames to get past the kernel's buffers too: on loopback the server's socket
+    # may take up to 4 MB (tcp_wmem) before the stalled reader's frames start to queue.
+    frames, size = 24, 512 * 1024
+    stalled = StalledClient(server.port, "/ws/Firehose")
+
+    async def scenario():
+        sender = await connect(server.ws("/ws/Firehose"), max_size=None)
+        other = await connect(server.ws("/ws/Firehose"), max_size=None)
+        try:
+            assert server.wait_connections(3)["by_walker"]["Firehose"] == 3
+            seen: list[list[int]] = [[], []]
+            progress = asyncio.Event()
+
+            async def drain(ws, seqs):
+                while len(seqs) < frames:
+                    seqs.append(json.loads(await ws.recv())["data"]["reports"][0]["seq"])
+                    progress.set()
+
+            readers = [asyncio.create_task(drain(ws, seqs)) for ws, seqs in zip((sender, other), seen)]
+            started = time.monotonic()
+            for seq in range(frames):
+                # One frame in flight at a time: 4 MB sent at once would be more than a
+                # 1 MiB queue holds even for a client that reads as fast as it can.
+                while min(len(seqs) for seqs in seen) < seq:
+                    progress.clear()
+                    await progress.wait()
+                await sender.send(json.dumps({"seq": seq, "size": size}))
+            await asyncio.wait_for(asyncio.gather(*readers), 60)
+            return seen, time.monotonic() - started
+        finally:
+            for ws in (sender, other):
+                await ws.close()
+
+    log_before = len(server.log())
+    try:
+        seen, elapsed = run(scenario())
+        assert seen == [list(range(frames))] * 2  # the others get every frame, in order
+        assert elapsed < 20, elapsed  # nobody waited for the stalled one (send timeout 30 s)
+        texts, close = stalled.read_all(timeout=10)
+    finally:
+        stalled.close()
+    assert close is not None and close.code == 4408, close
+    # What it got is what the socket's buffers held when it stalled; the frames queued
+    # behind them (two: 1 MiB) were dropped with the backlog when the next came.
+    assert texts <= frames - 3, texts
+    # Closed for the bytes queued, long before its send timeout (30 s here) came into it.
+    assert "went over send_queue_bytes (1048576)" in server.log()[log_before:]
+    assert server.wait_connections(0)["connections"] == 0
