@@ -21,6 +21,10 @@ import time
 from pathlib import Path
 
 import httpx
+from websockets.client import ClientProtocol
+from websockets.frames import Close, Frame, Opcode
+from websockets.http11 import Response
+from websockets.uri import parse_uri
 
 APPS = Path(__file__).parent / "apps"
 # Long enough for HS512 too, so that a test can sign with another algorithm than allowed.
@@ -247,3 +251,44 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise AssertionError("no VmRSS line")
+
+
+class StalledClient:
+    """A raw-socket WebSocket client with a tiny receive buffer that stops reading at will."""
+
+    def __init__(self, port: int, path: str) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sock.connect(("127.0.0.1", port))
+        self.protocol = ClientProtocol(parse_uri(f"ws://127.0.0.1:{port}{path}"), max_size=None)
+        self.protocol.send_request(self.protocol.connect())
+        self._flush()
+        events = []
+        while not any(isinstance(event, Response) for event in events):
+            self.protocol.receive_data(self.sock.recv(65536))
+            events += self.protocol.events_received()
+
+    def _flush(self) -> None:
+        data = b"".join(self.protocol.data_to_send())
+        if data:
+            self.sock.sendall(data)
+
+    def read_all(self, timeout: float) -> tuple[int, Close | None]:
+        """Resume reading: count the text frames that arrive, up to the close frame."""
+        texts = 0
+        self.sock.settimeout(timeout)
+        while True:
+            data = self.sock.recv(1 << 20)
+            if not data:
+                self.protocol.receive_eof()
+            else:
+                self.protocol.receive_data(data)
+            for event in self.protocol.events_received():
+                if isinstance(event, Frame) and event.opcode is Opcode.TEXT:
+                    texts += 1
+            self._flush()
+            if self.protocol.close_rcvd is not None or not data:
+                return texts, self.protocol.close_rcvd
+
+    def close(self) -> None:
+        self.sock.close()

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 
 import pytest
-from e2e_support import SECRET, app_source, ask, run, server_env, start_server
+from e2e_support import (
+    SECRET,
+    StalledClient,
+    app_source,
+    ask,
+    run,
+    server_env,
+    start_server,
+)
 from websockets.asyncio.client import connect
-from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosed
-from websockets.frames import Close, Frame, Opcode
-from websockets.http11 import Response
-from websockets.uri import parse_uri
 
 from jacc_runtime.server.auth import TokenService
 
@@ -124,47 +127,6 @@ def test_private_broadcast_never_reaches_an_unauthenticated_connection(server):
 
 
 # --- a client that stops reading ---------------------------------------------------------
-
-
-class StalledClient:
-    """A raw-socket WebSocket client with a tiny receive buffer that stops reading at will."""
-
-    def __init__(self, port: int, path: str) -> None:
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        self.sock.connect(("127.0.0.1", port))
-        self.protocol = ClientProtocol(parse_uri(f"ws://127.0.0.1:{port}{path}"), max_size=None)
-        self.protocol.send_request(self.protocol.connect())
-        self._flush()
-        events = []
-        while not any(isinstance(event, Response) for event in events):
-            self.protocol.receive_data(self.sock.recv(65536))
-            events += self.protocol.events_received()
-
-    def _flush(self) -> None:
-        data = b"".join(self.protocol.data_to_send())
-        if data:
-            self.sock.sendall(data)
-
-    def read_all(self, timeout: float) -> tuple[int, Close | None]:
-        """Resume reading: count the text frames that arrive, up to the close frame."""
-        texts = 0
-        self.sock.settimeout(timeout)
-        while True:
-            data = self.sock.recv(1 << 20)
-            if not data:
-                self.protocol.receive_eof()
-            else:
-                self.protocol.receive_data(data)
-            for event in self.protocol.events_received():
-                if isinstance(event, Frame) and event.opcode is Opcode.TEXT:
-                    texts += 1
-            self._flush()
-            if self.protocol.close_rcvd is not None or not data:
-                return texts, self.protocol.close_rcvd
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def test_a_client_that_stops_reading_does_not_delay_the_others(server):
