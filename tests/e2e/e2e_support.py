@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -43,11 +44,16 @@ def app_source(*names: str) -> str:
 
 
 class JaccServer:
-    """One `jacc serve` process in `folder`, talking on 127.0.0.1:`port`."""
+    """One `jacc serve` process in `folder`, talking on 127.0.0.1:`port`.
+
+    `tls` (an `ssl.SSLContext` that trusts the server's certificate) means the server
+    serves https:// and wss://: `http`, `ws` and the health checks use it.
+    """
 
     def __init__(self, folder: Path, env: dict[str, str], args: tuple[str, ...] = (),
-                 port: int | None = None) -> None:
+                 port: int | None = None, tls: ssl.SSLContext | None = None) -> None:
         self.folder = folder
+        self.tls = tls
         self.port = port or free_port()
         self._stdout = open(folder / "stdout.txt", "wb")
         self._stderr = open(folder / "stderr.txt", "wb")
@@ -61,10 +67,10 @@ class JaccServer:
 
     @property
     def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http{'s' if self.tls else ''}://127.0.0.1:{self.port}"
 
     def ws(self, path: str) -> str:
-        return f"ws://127.0.0.1:{self.port}{path}"
+        return f"ws{'s' if self.tls else ''}://127.0.0.1:{self.port}{path}"
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -73,7 +79,8 @@ class JaccServer:
                 raise AssertionError(f"jacc serve exited with {self.process.returncode}:\n"
                                      f"{self.output()}")
             try:
-                if httpx.get(f"{self.http}/healthz", timeout=1).status_code == 200:
+                if httpx.get(f"{self.http}/healthz", timeout=1,
+                             verify=self.tls or True).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -81,7 +88,7 @@ class JaccServer:
         raise AssertionError(f"jacc serve did not answer /healthz:\n{self.output()}")
 
     def health(self) -> dict:
-        return httpx.get(f"{self.http}/healthz", timeout=5).json()["data"]
+        return httpx.get(f"{self.http}/healthz", timeout=5, verify=self.tls or True).json()["data"]
 
     def wait_connections(self, count: int, timeout: float = 5.0) -> dict:
         """Poll /healthz until it reports `count` open connections; return its data."""
@@ -129,11 +136,12 @@ def server_env(secret: str | None = SECRET, **extra: str) -> dict[str, str]:
 
 
 def start_server(folder: Path, source: str, *, env: dict[str, str] | None = None,
-                 args: tuple[str, ...] = (), port: int | None = None) -> JaccServer:
+                 args: tuple[str, ...] = (), port: int | None = None,
+                 tls: ssl.SSLContext | None = None) -> JaccServer:
     """Serve `source` from `folder`; `port` reuses a port, to restart a server in place."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "app.jac").write_text(source, encoding="utf-8")
-    server = JaccServer(folder, env if env is not None else server_env(), args, port)
+    server = JaccServer(folder, env if env is not None else server_env(), args, port, tls)
     try:
         server.wait_ready()
     except BaseException:
