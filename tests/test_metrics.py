@@ -244,6 +244,7 @@ echo = metrics.walker("Echo")
 for _ in range({frames}):
     echo.frame_in()
 echo.opened()
+metrics.sample()  # what a worker's sampler does each second, and once more as it stops
 """
 
 _SCRAPE = """
@@ -277,3 +278,39 @@ def test_an_operators_multiprocess_folder_is_emptied_and_kept(tmp_path):
     with shared_across_workers(environ) as folder:
         assert folder == tmp_path and not stale.exists()
     assert tmp_path.exists() and environ[MULTIPROC_ENV] == str(tmp_path)
+
+
+def test_a_tally_flushes_to_what_observe_would_have_made():
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from jacc_runtime.server.metrics import Tally
+
+    observed, tallied = (Histogram("h", "h", registry=CollectorRegistry(),
+                                   buckets=(0.01, 0.1, 1.0)) for _ in range(2))
+    tally = Tally(tallied)
+    values = [0.0, 0.01, 0.010001, 0.05, 0.1, 0.5, 1.0, 3.0, 1e9]
+    for v in values:
+        observed.observe(v)
+        tally.observe(v)
+    tally.flush()
+    tally.flush()  # nothing twice
+    def shown(histogram):
+        return [s for s in histogram.collect()[0].samples if s.name != "h_created"]
+
+    assert shown(observed) == shown(tallied)
+
+
+def test_tallies_reach_the_scrape_only_when_sampled():
+    metrics = Metrics()
+    metrics.walker("Echo").frame_in()
+    assert value(samples(generate(metrics)), "jacc_ws_frames_received_total", walker="Echo") == 0
+    metrics.sample()
+    assert value(samples(generate(metrics)), "jacc_ws_frames_received_total", walker="Echo") == 1
+    assert value(samples(metrics.expose()[0]), "jacc_ws_frames_received_total",
+                 walker="Echo") == 1  # a scrape samples first; counted once
+
+
+def generate(metrics: Metrics) -> bytes:
+    from prometheus_client import generate_latest
+
+    return generate_latest(metrics.registry)
