@@ -505,23 +505,26 @@ def _check_choice(choices: tuple[str, ...]) -> typing.Callable[[str, object, str
 
 
 def _check_proxies(dotted: str, value: object, source: str) -> tuple[str, ...]:
-    # uvicorn takes any text, and an entry it cannot read as an address is a literal
-    # that never matches a TCP peer: a typo would trust no one, in silence.
+    # uvicorn takes any text, and an entry it cannot read as an address or a network
+    # (`10.0.0.1/8` included, which has host bits) is a literal that never matches a TCP
+    # peer, as is a `*` beside other entries: a typo would trust no one, in silence.
     if not isinstance(value, list | tuple) or not value:
         raise _bad(dotted, value, source)
-    entries = []
-    for entry in value:
-        if not isinstance(entry, str) or not _is_proxy(entry.strip()):
+    entries = tuple(entry.strip() if isinstance(entry, str) else entry for entry in value)
+    for entry in entries:
+        if not isinstance(entry, str) or not _is_proxy(entry) or (entry == "*" and len(entries) > 1):
             raise _bad(dotted, entry, source)
-        entries.append(entry.strip())
-    return tuple(entries)
+    return entries
 
 
 def _is_proxy(entry: str) -> bool:
     if entry == "*":
         return True
     try:
-        ipaddress.ip_network(entry, strict=False)
+        if "/" in entry:
+            ipaddress.ip_network(entry)
+        else:
+            ipaddress.ip_address(entry)
     except ValueError:
         return False
     return True
