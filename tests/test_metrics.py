@@ -4,11 +4,14 @@ the multiprocess mode. tests/e2e/test_metrics_live.py scrapes a real `jacc serve
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
 import subprocess
 import sys
 import warnings
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -32,6 +35,7 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 SECRET = "unit-test-secret-of-at-least-32-bytes!"
+DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 class Echo(Walker, protocol="websocket", public=True):
@@ -100,6 +104,28 @@ def test_walker_children_are_bound_once_and_count():
     assert value(scrape, "jacc_ws_connections", walker="Echo") == 0
     assert value(scrape, "jacc_ws_closes_total", code="4408", by="server") == 1
     assert value(scrape, "jacc_ws_slow_consumer_closes_total", reason="send_queue_bytes") == 1
+
+
+def test_every_metric_is_jacc_prefixed_and_documented():
+    docs = (DOCS / "operations.md").read_text()
+    names = {family.name for family in Metrics().registry.collect()}
+    assert names and all(name.startswith("jacc_") for name in names)
+    for name in names:
+        assert f"`{name}" in docs, name
+
+
+def test_the_dashboard_queries_only_metrics_that_exist():
+    dashboard = json.loads((DOCS / "grafana-dashboard.json").read_text())
+    families = {family.name for family in Metrics().registry.collect()}
+    queried = set()
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            queried |= set(re.findall(r"jacc_[a-z_]+", target["expr"]))
+    assert queried
+    for name in queried:
+        assert re.sub(r"_(total|bucket|sum|count)$", "", name) in families, name
+    # Every metric has a panel.
+    assert {re.sub(r"_(total|bucket|sum|count)$", "", n) for n in queried} == families
 
 
 def test_unauthorized_errors_are_authentication_failures_by_reason():

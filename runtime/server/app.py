@@ -579,8 +579,8 @@ def _capacity(key: str, limit: int, whom: str) -> ProtocolError:
 
 
 def _client_address(scope: dict) -> str:
-    # The peer's address, or the one uvicorn took from X-Forwarded-For when the peer
-    # is a trusted proxy (its forwarded_allow_ips, 127.0.0.1 by default).
+    # The peer's address, or, with [server] proxy_headers, the one uvicorn took from
+    # X-Forwarded-For of a proxy in forwarded_allow_ips (docs/operations.md).
     client = scope.get("client")
     return client[0] if client else ""
 
