@@ -235,3 +235,19 @@ def test_the_scrape_stays_small(server, walker):
     server.wait_connections(0)
     after = len(httpx.get(f"{server.http}/metrics", timeout=10).text.splitlines())
     assert after - before < 10
+
+
+def test_at_log_level_warning_the_access_and_connection_lines_go(tmp_path):
+    quiet = start_server(tmp_path, app_source("seed"), args=("--log-level", "warning"))
+    try:
+        async def scenario():
+            async with connect(quiet.ws("/ws/EchoMessage")) as ws:
+                assert (await ask(ws, {"message": "hi"}))["ok"] is True
+
+        run(scenario())
+        quiet.wait_connections(0)
+        out = quiet.output()
+        assert '"GET /healthz' not in out and "[accepted]" not in out
+        assert "connection closed" not in out
+    finally:
+        quiet.stop()
