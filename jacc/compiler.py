@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .checker import check
-from .codegen import generate, module_source
+from .codegen import generate
 from .diagnostics import Diagnostic, InputError, JacError
+from .emit import module_source
 from .parser import parse_module
 from .source import Source, Span
 
