@@ -124,14 +124,14 @@ def load_walkers(path: Path) -> list:
     from jacc_runtime.lines import jac_traceback
     from jacc_runtime.server import BuildFailed, walkers_in
 
-    from .compiler import compile_file, execute
+    from .compiler import execute, program_file
 
     try:
-        compiled = compile_file(path)
+        program = program_file(path)  # through the build cache: unchanged text is not parsed
     except JacError as error:
         raise BuildFailed(error.render(), [d.as_json() for d in error.diagnostics]) from None
     try:
-        module = execute(compiled, path)
+        module = execute(program, path)
     except Exception as error:  # the program's own top level raised: the user's error
         raise BuildFailed(f"{jac_traceback(error)}\nerror: {path} raised while loading") from None
     return walkers_in(vars(module).values())

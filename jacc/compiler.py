@@ -1,6 +1,7 @@
 """The only place the stages meet: parse → check → generate → compile.
 
     compile_source(text, name)  → Compiled (located Python AST, warnings)
+    program_file(path)          → Program (code, warnings), through the build cache
     load_module(path)           → an executed module, compiled in memory
     build_file(path, out)       → writes the `.py` that `jacc build` promises
     check_file(path)            → warnings (errors raise `JacError`)
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from . import cache
 from .checker import check
 from .codegen import generate
 from .diagnostics import Diagnostic, InputError, JacError
@@ -29,6 +31,15 @@ class Compiled:
     source: Source
     tree: ast.Module  # located: positions are the .jac file's
     code: types.CodeType
+    warnings: list[Diagnostic]
+
+
+@dataclass(frozen=True)
+class Program:
+    """What running a program takes: from a compile, or from the build cache."""
+
+    source: Source
+    code: types.CodeType  # its positions are the .jac file's
     warnings: list[Diagnostic]
 
 
@@ -108,6 +119,21 @@ def compile_file(path: Path) -> Compiled:
     return compile_source(read_source(path), str(path), str(path.resolve()))
 
 
+def program_file(path: Path) -> Program:
+    """`compile_file`'s code and warnings, read from the build cache beside the
+    file (`jacc.cache`) when the same text was compiled before, else compiled
+    and kept there. What `serve` (and `--dev`, at every save) runs."""
+    path = Path(path)
+    text, filename = read_source(path), str(path.resolve())
+    entry, made_for = cache.entry_path(path), cache.key(text, filename)
+    cached = cache.load(entry, made_for)
+    if cached is not None:
+        return Program(Source(str(path), text), *cached)
+    compiled = compile_source(text, str(path), filename)
+    cache.store(entry, made_for, compiled.code, compiled.warnings)
+    return Program(compiled.source, compiled.code, compiled.warnings)
+
+
 def check_file(path: Path) -> list[Diagnostic]:
     return compile_file(path).warnings
 
@@ -118,11 +144,12 @@ def load_module(path: Path, name: str | None = None) -> types.ModuleType:
     return execute(compile_file(path), path, name)
 
 
-def execute(compiled: Compiled, path: Path, name: str | None = None) -> types.ModuleType:
+def execute(program: Compiled | Program, path: Path, name: str | None = None
+            ) -> types.ModuleType:
     """Run compiled code as a fresh module; whatever its top level raises propagates."""
     module = types.ModuleType(name or path.stem)
     module.__file__ = str(path.resolve())
-    exec(compiled.code, module.__dict__)
+    exec(program.code, module.__dict__)
     return module
 
 
