@@ -14,6 +14,7 @@ tests/test_emit.py holds equal to the fast one).
 from __future__ import annotations
 
 import ast
+import contextlib
 import re
 from bisect import bisect_right
 from itertools import accumulate
@@ -100,6 +101,31 @@ class _Noting(_Base or object):
     def fragments(self) -> list[str]:
         return self._source
 
+    def traverse(self, node: Any) -> None:
+        # The unparser's own dispatch (`NodeVisitor.visit`) builds each node's method
+        # name and looks it up again for every node: a third of its time.
+        if node.__class__ is list:
+            for item in node:
+                self.traverse(item)
+            return
+        try:
+            visit = _VISITS[node.__class__]
+        except KeyError:
+            visit = _VISITS[node.__class__] = getattr(
+                type(self), f"visit_{node.__class__.__name__}", type(self).generic_visit)
+        visit(self, node)
+
+    # The unparser's `delimit` and `block` are generator context managers, made and
+    # run for every bracketed expression and every block; these do the same writes.
+    def delimit(self, start: str, end: str) -> _Delimit:
+        return _Delimit(self, start, end)
+
+    def delimit_if(self, start: str, end: str, condition: bool) -> Any:
+        return _Delimit(self, start, end) if condition else _NOTHING
+
+    def block(self, *, extra: str | None = None) -> _Block:
+        return _Block(self, extra)
+
     def fill(self, text: str = "") -> None:
         super().fill(text)
         if text == "elif ":
@@ -125,6 +151,47 @@ class _Noting(_Base or object):
         if self.get_raw_docstring(node):
             self._waiting = node.body[0]
         super()._write_docstring_and_traverse_body(node)
+
+
+_VISITS: dict[type, Any] = {}  # node class → `_Noting`'s function that writes it
+
+
+class _Delimit:
+    """Writes `start`, and `end` after the body (not after an exception)."""
+
+    __slots__ = ("unparser", "start", "end")
+
+    def __init__(self, unparser: _Noting, start: str, end: str) -> None:
+        self.unparser, self.start, self.end = unparser, start, end
+
+    def __enter__(self) -> None:
+        self.unparser._source.append(self.start)
+
+    def __exit__(self, kind: Any, error: Any, trace: Any) -> None:
+        if kind is None:
+            self.unparser._source.append(self.end)
+
+
+class _Block:
+    """Writes `:` (and `extra`), and indents the body one level."""
+
+    __slots__ = ("unparser", "extra")
+
+    def __init__(self, unparser: _Noting, extra: str | None) -> None:
+        self.unparser, self.extra = unparser, extra
+
+    def __enter__(self) -> None:
+        self.unparser.write(":")
+        if self.extra:
+            self.unparser.write(self.extra)
+        self.unparser._indent += 1
+
+    def __exit__(self, kind: Any, error: Any, trace: Any) -> None:
+        if kind is None:
+            self.unparser._indent -= 1
+
+
+_NOTHING = contextlib.nullcontext()
 
 
 def _noting_visit(visit: Any) -> Any:
