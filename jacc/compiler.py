@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from . import cache
 from .checker import check
 from .codegen import generate
 from .diagnostics import Diagnostic, InputError, JacError
@@ -123,6 +122,8 @@ def program_file(path: Path) -> Program:
     """`compile_file`'s code and warnings, read from the build cache beside the
     file (`jacc.cache`) when the same text was compiled before, else compiled
     and kept there. What `serve` (and `--dev`, at every save) runs."""
+    from . import cache  # hashlib and tempfile: 8 ms that `build` and `check` do without
+
     path = Path(path)
     text, filename = read_source(path), str(path.resolve())
     entry, made_for = cache.entry_path(path), cache.key(text, filename)
