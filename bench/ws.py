@@ -9,7 +9,11 @@ and drives both with the same `websockets` client:
    deliveries/s and p99 delivery latency;
 4. memory: server RSS before, with 1,000 idle connections, and after they close.
 
-    python bench/ws.py [--round-trips 2000] [--skip-idle]
+Then the cost of the metrics (docs/operations.md#metrics): two `jacc serve`
+processes, one with `[server] metrics = false`, measured in turns (several
+rounds, median) on the server CPU per message of scenarios 1 and 3.
+
+    python bench/ws.py [--round-trips 2000] [--skip-idle] [--rounds 5] [--metrics-only]
 """
 
 from __future__ import annotations
@@ -53,8 +57,8 @@ def wait_until_listening(port: int, process: subprocess.Popen, timeout: float = 
 
 
 @contextmanager
-def server(command: list[str], port: int, cwd: Path):
-    env = dict(os.environ, JACC_JWT_SECRET="bench-secret-" + "x" * 40)
+def server(command: list[str], port: int, cwd: Path, **extra_env: str):
+    env = dict(os.environ, JACC_JWT_SECRET="bench-secret-" + "x" * 40, **extra_env)
     process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     try:
@@ -115,9 +119,10 @@ async def concurrent(base: str, connections: int, each: int) -> dict:
             "p99 ms": percentile(latencies, 0.99) * 1e3}
 
 
-async def broadcast(base: str, listeners: int, messages: int) -> dict:
+async def broadcast(base: str, listeners: int, messages: int, pid: int | None = None) -> dict:
     url = base + "/ws/ChatRoom"
     sockets = [await connect(url) for _ in range(listeners)]
+    cpu = cpu_seconds(pid) if pid else 0.0
     sent_at: dict[str, float] = {}
     latencies: list[float] = []
 
@@ -142,8 +147,12 @@ async def broadcast(base: str, listeners: int, messages: int) -> dict:
     finally:
         for ws in sockets:
             await ws.close()
-    return {"deliveries/s": listeners * messages / elapsed,
-            "p50 ms": percentile(latencies, 0.5) * 1e3, "p99 ms": percentile(latencies, 0.99) * 1e3}
+    figures = {"deliveries/s": listeners * messages / elapsed,
+               "p50 ms": percentile(latencies, 0.5) * 1e3,
+               "p99 ms": percentile(latencies, 0.99) * 1e3}
+    if pid:
+        figures["cpu µs/msg"] = (cpu_seconds(pid) - cpu) / messages * 1e6
+    return figures
 
 
 async def idle(base: str, pid: int, count: int) -> dict:
@@ -180,10 +189,42 @@ def print_table(jacc: dict, bare: dict) -> None:
             print(f"  {key:22}{value:>12.2f}{other:>12.2f}{ratio:>10.2f}x")
 
 
+async def metrics_cost(sides: dict[str, tuple[str, int]], args: argparse.Namespace) -> dict:
+    """Server CPU per message with and without metrics, measured in turns, `rounds` times."""
+    runs: dict[str, dict[str, list[float]]] = {name: {"round trip": [], "broadcast x100": []}
+                                               for name in sides}
+    for turn in range(args.rounds):
+        # Each side goes first every other round: the machine's load drifts.
+        order = list(sides.items())
+        for name, (base, pid) in (order if turn % 2 == 0 else order[::-1]):
+            runs[name]["round trip"].append(
+                (await single(base, pid, args.round_trips))["cpu µs/msg"])
+            runs[name]["broadcast x100"].append(
+                (await broadcast(base, 100, 200, pid))["cpu µs/msg"])
+    return {name: {key: statistics.median(values) for key, values in figures.items()}
+            for name, figures in runs.items()}
+
+
+def print_metrics_cost(cost: dict, rounds: int) -> None:
+    on, off = cost["metrics on"], cost["metrics off"]
+    print(f"\nmetrics' cost: server CPU per message, median of {rounds} rounds in turns")
+    print(f"  {'':22}{'on':>12}{'off':>12}{'cost':>11}")
+    for key in on:
+        share = (on[key] - off[key]) / on[key] * 100
+        print(f"  {key + ' µs/msg':22}{on[key]:>12.1f}{off[key]:>12.1f}{share:>10.1f}%")
+
+
+def jacc_command(port: int) -> list[str]:
+    return [sys.executable, "-m", "jacc", "serve", "app.jac", "--port", str(port)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--round-trips", type=int, default=2000)
     parser.add_argument("--skip-idle", action="store_true")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--metrics-only", action="store_true",
+                        help="only the cost of the metrics, not the comparison with bare")
     args = parser.parse_args()
 
     results = {}
@@ -195,16 +236,27 @@ def main() -> None:
         (folder / "jacc.toml").write_text(
             "[websocket]\nmessages_per_second = 1000000\nmax_connections_per_user = 100000\n"
             "max_connections_per_ip = 100000\n")
-        sides = {
-            "jacc": [sys.executable, "-m", "jacc", "serve", "app.jac", "--port", "{port}"],
-            "bare": [sys.executable, str(BENCH / "bare_app.py"), "{port}"],
-        }
-        for name, command in sides.items():
-            port = free_port()
-            with server([c.format(port=port) for c in command], port, folder) as process:
-                results[name] = asyncio.run(measure(f"ws://127.0.0.1:{port}", process.pid, args))
-    print("jacc serve vs bare Starlette/uvicorn (same client, same machine, same run)")
-    print_table(results["jacc"], results["bare"])
+        if not args.metrics_only:
+            sides = {
+                "jacc": jacc_command,
+                "bare": lambda port: [sys.executable, str(BENCH / "bare_app.py"), str(port)],
+            }
+            for name, command in sides.items():
+                port = free_port()
+                with server(command(port), port, folder) as process:
+                    results[name] = asyncio.run(
+                        measure(f"ws://127.0.0.1:{port}", process.pid, args))
+            print("jacc serve vs bare Starlette/uvicorn (same client, same machine, same run)")
+            print_table(results["jacc"], results["bare"])
+        on_port, off_port = free_port(), free_port()
+        with server(jacc_command(on_port), on_port, folder) as on, \
+                server(jacc_command(off_port), off_port, folder,
+                       JACC_SERVER_METRICS="false") as off:
+            cost = asyncio.run(metrics_cost({
+                "metrics on": (f"ws://127.0.0.1:{on_port}", on.pid),
+                "metrics off": (f"ws://127.0.0.1:{off_port}", off.pid),
+            }, args))
+        print_metrics_cost(cost, args.rounds)
 
 
 if __name__ == "__main__":

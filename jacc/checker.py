@@ -2,9 +2,11 @@
 
 Checks (each code is in docs/diagnostics.md): `@restspec` rules, duplicate names
 and fields, `has` without a type, `await` outside async code, `self.x` for an
-unknown member, undefined names, `report`/`disengage`/`self` outside a walker,
-legacy spellings, and the Python rules that `compile()` would otherwise reject
-with a bare SyntaxError.
+unknown member, undefined names, a shadowed name used before its declaration
+(`scopes`), `report`/`disengage`/`self` outside a walker, an expression without
+`;`, misplaced docstrings, legacy spellings, code nested deeper than compilers
+go, and the Python rules that `compile()` would otherwise reject with a bare
+SyntaxError.
 
 Each `visit_<Class>` method carries a rule; a node with none is traversed by
 `generic_visit`, as in `ast.NodeVisitor`. A node of any other class raises.
@@ -15,11 +17,12 @@ from __future__ import annotations
 import builtins
 from dataclasses import dataclass, field
 from difflib import get_close_matches
-from typing import get_args
 
 from . import nodes as n
+from .depth import MAX_DEPTH, too_deep
 from .diagnostics import Diagnostic
-from .restspec import RESTSPEC, is_restspec, read_restspec
+from .restspec import RESTSPEC, is_restspec, jac_aliases, read_restspec, restspec_names
+from .scopes import Bindings, Resolution, globs_of, resolve, target_names
 from .source import Span
 
 JAC_BUILTINS = frozenset({"Root", "APIProtocol", RESTSPEC})
@@ -51,6 +54,15 @@ class _Scope:
     in_function: bool = False
     loop_depth: int = 0
     comprehension_names: list[set[str]] = field(default_factory=list)
+    in_lambda: bool = False
+    resolution: Resolution | None = None  # of the function or lambda body checked
+    # The locals of the functions, lambdas and comprehensions around, innermost last.
+    frames: tuple[frozenset[str], ...] = ()
+
+    def enclosing(self) -> tuple[frozenset[str], ...]:
+        """The frames a lambda written here sees around it."""
+        inner = (self.resolution.locals,) if self.resolution is not None else ()
+        return self.frames + inner + tuple(map(frozenset, self.comprehension_names))
 
     def knows(self, name: str) -> bool:
         return name in self.names or any(name in names for names in self.comprehension_names)
@@ -67,12 +79,20 @@ class ModuleChecker:
         self.module_names: set[str] = set()
         self.first_seen: dict[str, Span] = {}
         self.bound: set[str] = set()  # module names bound so far, in file order
+        self.globs = globs_of(module)
+        self.aliases = jac_aliases(module)
+        self.restspec_names = restspec_names(self.aliases)
+        self.depth = 0
+        self.reported_depth = False
 
     def error(self, code: str, message: str, span: Span, help: str | None = None) -> None:
         self.diagnostics.append(Diagnostic(code, message, span, help))
 
+    warning = error  # the code's letter says which
+
     def run(self) -> list[Diagnostic]:
         self.collect_top_level()
+        self.check_stray_docs(self.module.stray_docs)
         module_scope = _Scope(self.known_globals())
         bound_by: dict[int, set[str]] = {}
         for element, name, _ in self.bindings():
@@ -148,7 +168,23 @@ class ModuleChecker:
         visitor = VISITORS.get(type(node))
         if visitor is None:
             raise TypeError(f"checker: {type(node).__name__} is not a node of jacc.nodes")
-        visitor(self, node, scope)
+        if self.depth >= MAX_DEPTH:
+            self.nested_too_deeply(node)
+            return  # nothing below it is checked, generated or compiled
+        self.depth += 1
+        try:
+            visitor(self, node, scope)
+        finally:
+            self.depth -= 1
+
+    def nested_too_deeply(self, node: n.Node) -> None:
+        # Counted in nodes: each `+` of a chain, bracket, call, `elif` or block is one.
+        if not self.reported_depth:  # one is enough: the others are the same nesting
+            self.reported_depth = True
+            self.diagnostics.append(too_deep(
+                node.span, f"code nested too deeply: limit {MAX_DEPTH} levels",
+                "Python's compiler stops about there: split the expression or the "
+                "statement, for example with intermediate variables"))
 
     def generic_visit(self, node: n.Node, scope: _Scope) -> None:
         """A node with no rule of its own: check what is below it, in the same scope."""
@@ -172,12 +208,44 @@ class ModuleChecker:
     def visit_Function(self, node: n.Function, scope: _Scope) -> None:
         self.check_decorators(node.decorators, scope, walker=None)
         self.check_params(node.params, scope)
-        names = set(scope.names) | {p.name for p in node.params} | _bound_names(node.body)
-        body_scope = _Scope(names, walker=scope.walker, members=scope.members,
-                            is_async=node.is_async, in_function=True)
+        self.check_docstring(node.body)
+        body_scope = self.body_scope(node.params, node.body, scope, is_async=node.is_async)
         self.walk(node.body, body_scope)
 
-    def check_params(self, params: tuple[n.Param, ...], scope: _Scope) -> None:
+    def body_scope(self, params: tuple[n.Param, ...], body: tuple[n.Stmt, ...],
+                   scope: _Scope, is_async: bool, frames: tuple = (),
+                   in_lambda: bool = False) -> _Scope:
+        """The scope of a function's, ability's or lambda's body: what it binds, resolved
+        by Jac's rules (`scopes`), on top of what it can see."""
+        bindings = Bindings.of(params, body)
+        bound = set(bindings.fresh) | set(bindings.assigned) | set(bindings.declared_global)
+        return _Scope(scope.all_names() | bound, walker=scope.walker, members=scope.members,
+                      is_async=is_async, in_function=True, in_lambda=in_lambda,
+                      resolution=resolve(bindings, frames, self.globs), frames=frames)
+
+    def visit_Lambda(self, node: n.Lambda, scope: _Scope) -> None:
+        self.check_params(node.params, scope, of_lambda=True)
+        self.walk((node.returns,), scope)
+        body_scope = self.body_scope(node.params, node.body, scope, is_async=False,
+                                     frames=scope.enclosing(), in_lambda=True)
+        self.walk(node.body, body_scope)
+
+    def check_docstring(self, body: tuple[n.Stmt, ...]) -> None:
+        first = body[0] if body else None
+        if isinstance(first, n.ExprStmt) and isinstance(first.value, n.Constant) \
+                and isinstance(first.value.value, str):
+            self.warning("W0003", "a string at the start of a body is not a docstring in Jac",
+                         first.span, help="Jac docstrings stand before what they document: "
+                         "move the string above the declaration")
+
+    def check_stray_docs(self, spans: tuple[Span, ...]) -> None:
+        for span in spans:
+            self.warning("W0003", "this docstring documents nothing", span,
+                         help="Jac docstrings stand just before the walker, ability, `def` or "
+                         "`has` they document; a walker's goes above `walker`")
+
+    def check_params(self, params: tuple[n.Param, ...], scope: _Scope,
+                     of_lambda: bool = False) -> None:
         seen: set[str] = set()
         seen_default = seen_star = False
         double_star: n.Param | None = None
@@ -185,7 +253,8 @@ class ModuleChecker:
         for param in params:
             self.check_local_name(param.name, param.span)
             self.walk((param.annotation,), scope)  # annotations stay strings
-            self.walk((param.default,), self.early())
+            # A function's defaults run at import; a lambda's, where the lambda is.
+            self.walk((param.default,), scope if of_lambda else self.early())
             if double_star is not None:
                 self.error("E0003", f"no parameter can follow `**{double_star.name}`",
                            param.span)
@@ -205,7 +274,7 @@ class ModuleChecker:
             seen.add(param.name)
             self.check_builtin_name(param.name, _keyword(param.span, param.name)
                                     if param.kind == "plain" else param.span)
-            if param.name == "self" and scope.walker is not None:
+            if param.name == "self" and scope.walker is not None and not of_lambda:
                 self.error("E0204", "methods get `self` implicitly: do not declare it",
                            param.span, help="remove `self` from the parameters")
             if param.kind == "star":
@@ -223,10 +292,10 @@ class ModuleChecker:
     def check_decorators(self, decorators: tuple[n.Decorator, ...], scope: _Scope,
                          walker: n.Walker | None) -> None:
         for decorator in decorators:
-            if is_restspec(decorator) and walker is None:
+            if is_restspec(decorator, self.aliases) and walker is None:
                 self.error("E0107", "`@restspec` applies to walkers only", decorator.span)
                 continue
-            if not is_restspec(decorator):
+            if not is_restspec(decorator, self.aliases):
                 self.visit(decorator.expr, self.early())
 
     # ------------------------------------------------------------ walkers
@@ -236,6 +305,7 @@ class ModuleChecker:
         self.check_decorators(node.decorators, scope, walker=node)
         self.walk(node.bases, self.early())
         self.check_members(node, scope)
+        self.check_stray_docs(node.stray_docs)
         members = self.members_of(node)
         inner = _Scope(scope.names, walker=node, members=members)
         for member in node.members:
@@ -245,22 +315,23 @@ class ModuleChecker:
                 self.walk((member.default,), self.early() if member.static else scope)
             elif isinstance(member, n.Ability):
                 self.check_trigger(member)
-                names = scope.names | _bound_names(member.body)
-                body_scope = _Scope(names, walker=node, members=members,
-                                    is_async=member.is_async, in_function=True)
-                self.walk(member.body, body_scope)
+                self.check_docstring(member.body)
+                self.walk(member.body, self.body_scope((), member.body, inner,
+                                                       is_async=member.is_async))
             else:
                 self.visit_Function(member, inner)
 
     def check_restspec(self, node: n.Walker) -> None:
-        spec, problems = read_restspec(node.decorators)
+        spec, problems = read_restspec(node.decorators, self.aliases)
         self.diagnostics.extend(problems)
+        if spec.protocol is None:
+            return  # unreadable: its one diagnostic says what to write; nothing follows
         if spec.protocol == "websocket" and not node.is_async:
             access = f" : {node.access}" if node.access else ""
             self.error("E0101", f"WebSocket walker `{node.name}` must be declared `async walker`",
                        node.keyword_span, help=f"write `async walker{access} {node.name}`")
         if spec.broadcast and spec.protocol != "websocket":
-            span = _keyword_span(node.decorators, "broadcast") or node.name_span
+            span = _keyword_span(node.decorators, "broadcast", self.aliases) or node.name_span
             self.error("E0102", f"`broadcast=True` on `{node.name}` needs "
                        "`protocol=APIProtocol.WEBSOCKET`", span,
                        help="broadcast is only possible over WebSocket: add "
@@ -303,6 +374,15 @@ class ModuleChecker:
                        f"or `with {node.event}`")
 
     # ------------------------------------------------------------ statements
+
+    def visit_ExprStmt(self, node: n.ExprStmt, scope: _Scope) -> None:
+        if not node.semicolon:
+            end = Span(node.span.end_line, node.span.end_column + 1, node.span.end_line,
+                       node.span.end_column + 1)
+            self.error("E0005", "expected `;` after this expression", end,
+                       help="Jac statements end with `;`; only the last expression of a "
+                       "function, ability or lambda body may go without one, as its value")
+        self.generic_visit(node, scope)
 
     def visit_Assign(self, node: n.Assign, scope: _Scope) -> None:
         for target in node.targets:
@@ -353,9 +433,25 @@ class ModuleChecker:
             if name not in self.module_names:
                 self.error("E0402", f"`global {name}` names no glob of this module", node.span,
                            help=_did_you_mean(name, self.module_names))
+            elif name in self.globs:
+                self.warning("W0002", "`global` is not a Jac statement", node.span,
+                             help=f"remove it: assigning `{name}` in a function rebinds the "
+                             "glob without one")
+            else:
+                self.warning("W0002", "`global` is not a Jac statement", node.span,
+                             help=f"a function rebinds only `glob` names: declare "
+                             f"`glob {name}` if it is to be rebound")
 
     def visit_Nonlocal(self, node: n.Nonlocal, scope: _Scope) -> None:
-        self.error("E0003", "`nonlocal` has no enclosing function to refer to here", node.span)
+        unbound = [name for name in node.names
+                   if not any(name in frame for frame in scope.frames)]
+        if unbound:
+            self.error("E0003", f"`nonlocal {unbound[0]}`: no enclosing function or lambda "
+                       f"binds `{unbound[0]}`", node.span)
+        else:
+            self.warning("W0002", "`nonlocal` is not a Jac statement", node.span,
+                         help="remove it: assigning a name in a lambda rebinds the enclosing "
+                         "function's without one")
 
     def visit_Delete(self, node: n.Delete, scope: _Scope) -> None:
         for target in node.targets:
@@ -367,7 +463,7 @@ class ModuleChecker:
         self.walk(node.orelse, scope)
 
     def visit_For(self, node: n.For, scope: _Scope) -> None:
-        self.check_target(node.target, scope)
+        self.check_target(node.target, scope, declares=True)
         self.visit(node.iter, scope)
         self.in_loop(node.body, scope)
         self.walk(node.orelse, scope)
@@ -392,28 +488,49 @@ class ModuleChecker:
                        help="names starting with `_jacc` or `__jacc`, and `__file__`, "
                        "are reserved")
 
-    def check_target(self, target: n.Expr, scope: _Scope) -> None:
-        if isinstance(target, n.Name):
-            self.check_builtin_name(target.id, target.span)
-            self.check_local_name(target.id, target.span)
+    def check_target(self, target: n.Expr, scope: _Scope, declares: bool = False) -> None:
+        """An assignment target; a loop's `declares` its names (a use of them would not
+        be one before their declaration)."""
+        pending = [(target, self.depth)]  # not recursive: a target may nest as a display does
+        while pending:
+            target, depth = pending.pop()
+            if depth >= MAX_DEPTH:
+                self.nested_too_deeply(target)
+            elif isinstance(target, n.Name):
+                self.check_builtin_name(target.id, target.span)
+                self.check_local_name(target.id, target.span)
+                if not declares:
+                    self.check_shadowed_use(target, scope)
+            elif isinstance(target, (n.TupleExpr, n.ListExpr)):
+                starred = [e for e in target.elts if isinstance(e, n.Starred)]
+                if len(starred) > 1:
+                    self.error("E0505", "only one starred target is allowed", starred[1].span)
+                pending.extend((element, depth + 1) for element in reversed(target.elts))
+            elif isinstance(target, n.Starred):
+                pending.append((target.value, depth + 1))
+            elif isinstance(target, (n.Attribute, n.Subscript)):
+                self.visit(target, scope)
+            else:
+                self.error("E0505", f"cannot assign to {_describe(target)}", target.span)
+
+    def check_shadowed_use(self, name: n.Name, scope: _Scope) -> None:
+        """A name used before the declaration that makes it a local hiding an outer one."""
+        if scope.resolution is None:
             return
-        if isinstance(target, (n.TupleExpr, n.ListExpr)):
-            starred = [e for e in target.elts if isinstance(e, n.Starred)]
-            if len(starred) > 1:
-                self.error("E0505", "only one starred target is allowed", starred[1].span)
-            for element in target.elts:
-                self.check_target(element, scope)
-        elif isinstance(target, n.Starred):
-            self.check_target(target.value, scope)
-        elif isinstance(target, (n.Attribute, n.Subscript)):
-            self.visit(target, scope)
-        else:
-            self.error("E0505", f"cannot assign to {_describe(target)}", target.span)
+        point = scope.resolution.shadows_before(name.id, name.span)
+        if point is not None:
+            self.error("E0404", f"`{name.id}` is used before its declaration on line "
+                       f"{point[0]} makes it local", name.span,
+                       help=f"a typed declaration, loop target or `except ... as` makes "
+                       f"`{name.id}` a new local for the whole body, hiding the outer "
+                       f"`{name.id}`: declare it before its first use, or rename it")
 
     # ------------------------------------------------------------ expressions
 
     def visit_Name(self, node: n.Name, scope: _Scope) -> None:
-        if node.id == RESTSPEC and scope.knows(node.id):
+        if not any(node.id in names for names in scope.comprehension_names):
+            self.check_shadowed_use(node, scope)
+        if node.id in self.restspec_names and scope.knows(node.id):
             self.error("E0107", "`restspec` can only be used as a walker's decorator", node.span)
         elif not scope.knows(node.id) and node.id in self.first_seen:
             defined = self.first_seen[node.id]
@@ -464,9 +581,10 @@ class ModuleChecker:
     def visit_Await(self, node: n.Await, scope: _Scope) -> None:
         if not scope.is_async:
             where = "an async ability or function" if scope.in_function else "a function"
+            help = "a lambda cannot be async: use an `async def`" if scope.in_lambda else \
+                "declare the ability or function `async`" if scope.in_function else None
             self.error("E0301", f"`await` can only be used inside {where}", node.span,
-                       help="declare the ability or function `async`" if scope.in_function
-                       else None)
+                       help=help)
         self.generic_visit(node, scope)
 
     def visit_Comprehension(self, node: n.Comprehension, scope: _Scope) -> None:
@@ -478,7 +596,7 @@ class ModuleChecker:
             for index, generator in enumerate(node.generators):
                 if index:
                     self.visit(generator.iter, scope)
-                names |= _target_names(generator.target)
+                names.update(name.id for name in target_names(generator.target))
                 self.check_target(generator.target, scope)
                 self.walk(generator.ifs, scope)
             self.walk((node.elt, node.value), scope)
@@ -494,9 +612,10 @@ VISITORS = {cls: getattr(ModuleChecker, "visit_" + cls.__name__, ModuleChecker.g
 # ---------------------------------------------------------------- helpers
 
 
-def _keyword_span(decorators: tuple[n.Decorator, ...], name: str) -> Span | None:
+def _keyword_span(decorators: tuple[n.Decorator, ...], name: str,
+                  aliases: dict[str, str]) -> Span | None:
     for decorator in decorators:
-        if is_restspec(decorator) and isinstance(decorator.expr, n.Call):
+        if is_restspec(decorator, aliases) and isinstance(decorator.expr, n.Call):
             for keyword in decorator.expr.keywords:
                 if keyword.name == name:
                     return keyword.span
@@ -510,44 +629,6 @@ def _is_dunder(name: str) -> bool:
 def _keyword(span: Span, word: str) -> Span:
     """The span of `word` at the start of `span`: the smallest span to point at."""
     return Span(span.line, span.column, span.line, span.column + len(word) - 1)
-
-
-def _target_names(target: n.Expr) -> set[str]:
-    if isinstance(target, n.Name):
-        return {target.id}
-    if isinstance(target, (n.TupleExpr, n.ListExpr)):
-        return set().union(*(_target_names(e) for e in target.elts)) if target.elts else set()
-    if isinstance(target, n.Starred):
-        return _target_names(target.value)
-    return set()
-
-
-_BLOCK_ITEMS = (*get_args(n.Stmt), n.ExceptHandler)
-
-
-def _bound_names(body: tuple[n.Stmt, ...]) -> set[str]:
-    """Names a function body binds anywhere (Python's rule: assigned means local)."""
-    names: set[str] = set()
-    pending = list(body)
-    while pending:
-        statement = pending.pop()
-        names |= _binds(statement)
-        # Into every nested block, whatever the statement calls its fields.
-        pending.extend(c for c in n.children(statement) if isinstance(c, _BLOCK_ITEMS))
-    return names
-
-
-def _binds(statement: n.Stmt | n.ExceptHandler) -> set[str]:
-    """The names one statement binds itself, not those of the blocks inside it."""
-    if isinstance(statement, n.Assign):
-        return set().union(*map(_target_names, statement.targets))
-    if isinstance(statement, (n.AnnAssign, n.AugAssign, n.For)):
-        return _target_names(statement.target)
-    if isinstance(statement, n.ExceptHandler):
-        return {statement.name} if statement.name else set()
-    if isinstance(statement, n.Global):
-        return set(statement.names)
-    return set()
 
 
 def _describe(expr: n.Expr) -> str:

@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None, help="default 8000")
     serve.add_argument("--dev", action="store_true", help="watch the source and reload")
     serve.add_argument("--config", type=Path, default=None, metavar="jacc.toml")
+    _add_serving_options(serve)
 
     token = commands.add_parser("token", help="print a JWT that `serve` would accept")
     token.add_argument("--user", required=True)
@@ -61,6 +62,25 @@ def build_parser() -> argparse.ArgumentParser:
     asyncapi.add_argument("--server", default=None, metavar="HOST:PORT",
                           help="add a server entry (default: none)")
     return parser
+
+
+def _add_serving_options(serve: argparse.ArgumentParser) -> None:
+    # uvicorn's options, by uvicorn's names; each also comes from jacc.toml or JACC_SERVER_*.
+    options = serve.add_argument_group("serving (docs/operations.md)")
+    options.add_argument("--ssl-certfile", type=Path, default=None, metavar="FILE",
+                         help="serve https:// and wss:// with this certificate (PEM)")
+    options.add_argument("--ssl-keyfile", type=Path, default=None, metavar="FILE",
+                         help="its private key, if not in the certificate file")
+    options.add_argument("--proxy-headers", action=argparse.BooleanOptionalAction, default=None,
+                         help="take the client's address from X-Forwarded-For and the scheme "
+                              "from X-Forwarded-Proto of a trusted proxy (default: off)")
+    options.add_argument("--forwarded-allow-ips", default=None, metavar="ADDRESSES",
+                         help="the proxies trusted with those headers, comma-separated "
+                              "addresses or networks (default 127.0.0.1)")
+    options.add_argument("--root-path", default=None, metavar="PATH",
+                         help="the path prefix a proxy serves the app under, e.g. /chat")
+    options.add_argument("--log-level", default=None, metavar="LEVEL",
+                         help="critical, error, warning, info (default), debug or trace")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,7 +130,10 @@ def _serve(args: argparse.Namespace) -> int:
     from jacc_runtime.server import ServeOptions, serve
 
     serve(ServeOptions(app=args.app, host=args.host, port=args.port, dev=args.dev,
-                       config=args.config), load=load_walkers)
+                       config=args.config, ssl_certfile=args.ssl_certfile,
+                       ssl_keyfile=args.ssl_keyfile, proxy_headers=args.proxy_headers,
+                       forwarded_allow_ips=args.forwarded_allow_ips, root_path=args.root_path,
+                       log_level=args.log_level), load=load_walkers)
     return EXIT_OK
 
 

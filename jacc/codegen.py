@@ -7,6 +7,11 @@ instead (see `jacc_runtime.lines`).
 
 Strings reach the output only as `ast.Constant` values: no text of the source
 is ever pasted into generated code, so a literal cannot change the program.
+
+Jac's meaning where Python's differs: names assigned in a function get the
+`global`/`nonlocal` statements that make Python bind them where Jac does
+(`scopes`); a lambda whose body is more than one expression becomes a `def`
+written just before the statement that holds it ("preludes", below).
 """
 
 from __future__ import annotations
@@ -15,12 +20,12 @@ import ast
 from typing import Any
 
 from . import nodes as n
-from .restspec import RESTSPEC, is_restspec, read_restspec
+from .restspec import API_PROTOCOL, JAC_MODULES, JAC_NAMES, is_restspec, jac_aliases, read_restspec
+from .scopes import Bindings, globs_of, resolve, target_names
 from .source import Span
 
 RUNTIME = "_jacc"  # the generated module's one import: `import jacc_runtime as _jacc`
-BUILTIN_NAMES = {"Root": "Root", "APIProtocol": "APIProtocol"}  # Jac names the runtime provides
-JAC_BUILTIN_MODULES = ("jaclang",)  # imports of Jac's own names need no Python import
+BUILTIN_NAMES = {"Root": "Root", API_PROTOCOL: API_PROTOCOL}  # Jac names the runtime provides
 
 _BINOPS = {
     "+": ast.Add, "-": ast.Sub, "*": ast.Mult, "/": ast.Div, "//": ast.FloorDiv, "%": ast.Mod,
@@ -47,12 +52,25 @@ def _runtime(attr: str, span: Span) -> ast.Attribute:
                    span)
 
 
+def _name(name: str, span: Span, ctx: ast.expr_context | None = None) -> ast.Name:
+    return _locate(ast.Name(name, ctx or ast.Load()), span)
+
+
 class CodeGen:
     """Translates one `Module`. Call `module()`."""
 
     def __init__(self, module: n.Module) -> None:
         self.tree = module
         self.walker: n.Walker | None = None
+        self.aliases = jac_aliases(module)
+        self.globs = globs_of(module)
+        # Statements that must run just before the one being translated: the `def`s of
+        # multi-statement lambdas and of comprehensions that hold one. Innermost last.
+        self.preludes: list[list[ast.stmt]] = []
+        # The locals of the functions, lambdas and comprehensions around, innermost last:
+        # what a lambda's assignment may rebind (`scopes.resolve`).
+        self.frames: list[frozenset[str]] = []
+        self.made = 0  # generated `def`s so far, for their names
 
     # ------------------------------------------------------------ module
 
@@ -72,13 +90,26 @@ class CodeGen:
         method = getattr(self, "element_" + type(element).__name__, None)
         if method is None:
             raise TypeError(f"codegen: no rule for {type(element).__name__}")
-        return method(element)
+        # A lambda in a glob's value, a default, a decorator or a base: its `def` goes
+        # before the element, at module level (a walker's class body is no scope of it).
+        return self.with_prelude(lambda: method(element))
+
+    def with_prelude(self, translate) -> list[ast.stmt]:
+        self.preludes.append([])
+        try:
+            made = translate()
+        finally:
+            prelude = self.preludes.pop()
+        return prelude + (made if isinstance(made, list) else [made])
+
+    def hoist(self, statement: ast.stmt) -> None:
+        self.preludes[-1].append(statement)
 
     def element_ImportFrom(self, node: n.ImportFrom) -> list[ast.stmt]:
-        from_jac = node.module.split(".")[0] in JAC_BUILTIN_MODULES
+        from_jac = node.module.split(".")[0] in JAC_MODULES
         names, aliases = [], []
         for item in node.names:
-            if not (from_jac and item.name in (*BUILTIN_NAMES, RESTSPEC)):
+            if not (from_jac and item.name in JAC_NAMES):
                 names.append(_locate(ast.alias(item.name, item.alias), item.span))
             elif item.alias and item.name in BUILTIN_NAMES:
                 # The runtime provides the name; an alias still needs binding.
@@ -101,8 +132,8 @@ class CodeGen:
         kind = ast.AsyncFunctionDef if node.is_async else ast.FunctionDef
         returns = self.annotation(node.returns) if node.returns is not None else None
         decorators = [self.expr(d.expr) for d in node.decorators]
-        function = kind(node.name, args, self.body(node.body, node.span), decorators, returns,
-                        None)
+        body = self.function_body(node.params, node.body, node.docstring, node.span)
+        function = kind(node.name, args, body, decorators, returns, None)
         return [_locate(function, node.span)]
 
     def element_Walker(self, node: n.Walker) -> list[ast.stmt]:
@@ -115,8 +146,9 @@ class CodeGen:
     # ------------------------------------------------------------ walkers
 
     def walker_class(self, node: n.Walker) -> ast.ClassDef:
-        spec, _ = read_restspec(node.decorators)
-        decorators = [self.expr(d.expr) for d in node.decorators if not is_restspec(d)]
+        spec, _ = read_restspec(node.decorators, self.aliases)
+        decorators = [self.expr(d.expr) for d in node.decorators
+                      if not is_restspec(d, self.aliases)]
         keywords = [
             ast.keyword("protocol", ast.Constant(spec.protocol)),
             ast.keyword("broadcast", ast.Constant(spec.broadcast)),
@@ -158,7 +190,11 @@ class CodeGen:
             # A lambda, so that a default like `[]` is made anew for every instance.
             no_args = self.arguments((), with_self=None)
             args.append(_locate(ast.Lambda(no_args, self.expr(node.default)), node.default.span))
-        call = _locate(ast.Call(_runtime("field", node.span), args, []), node.span)
+        keywords = []
+        if node.doc is not None:  # the field's docstring, for /openapi.json and /asyncapi.json
+            doc = _locate(ast.Constant(node.doc), node.span)
+            keywords.append(_locate(ast.keyword("doc", doc), node.span))
+        call = _locate(ast.Call(_runtime("field", node.span), args, keywords), node.span)
         return self._assign_name(node.name, call, node.span)
 
     def ability(self, node: n.Ability, index: int) -> ast.stmt:
@@ -166,14 +202,35 @@ class CodeGen:
         args = self.arguments((), with_self=node.span)
         kind = ast.AsyncFunctionDef if node.is_async else ast.FunctionDef
         decorator = _runtime(node.event, node.span)
-        function = kind(name, args, self.body(node.body, node.span), [decorator], None, None)
+        body = self.function_body((), node.body, node.docstring, node.span)
+        function = kind(name, args, body, [decorator], None, None)
         return _locate(function, node.span)
 
     # ------------------------------------------------------------ shared parts
 
-    def arguments(self, params: tuple[n.Param, ...], with_self: Span | None) -> ast.arguments:
+    def function_body(self, params: tuple[n.Param, ...], body: tuple[n.Stmt, ...],
+                      docstring: str | None, span: Span) -> list[ast.stmt]:
+        """A function's, ability's or lambda's body, headed by its docstring and by the
+        `global` and `nonlocal` statements that give its assignments Jac's meaning."""
+        resolution = resolve(Bindings.of(params, body), self.frames, self.globs)
+        head: list[ast.stmt] = []
+        if docstring is not None:
+            head.append(_locate(ast.Expr(_locate(ast.Constant(docstring), span)), span))
+        if resolution.globals:
+            head.append(_locate(ast.Global(list(resolution.globals)), span))
+        if resolution.nonlocals:
+            head.append(_locate(ast.Nonlocal(list(resolution.nonlocals)), span))
+        self.frames.append(resolution.locals)
+        try:
+            statements = self.statements(body)
+        finally:
+            self.frames.pop()
+        return head + (statements or [_locate(ast.Pass(), span)])
+
+    def arguments(self, params: tuple[n.Param, ...], with_self: Span | None,
+                  annotated: bool = True, defaults: bool = True) -> ast.arguments:
         positional: list[ast.arg] = []
-        defaults: list[ast.expr] = []
+        default_values: list[ast.expr] = []
         kwonly: list[ast.arg] = []
         kw_defaults: list[ast.expr | None] = []
         vararg = kwarg = None
@@ -181,8 +238,10 @@ class CodeGen:
             positional.append(_locate(ast.arg("self"), with_self))
         seen_star = False
         for param in params:
-            annotation = self.annotation(param.annotation) if param.annotation else None
+            annotation = self.annotation(param.annotation) \
+                if param.annotation and annotated else None
             arg = _locate(ast.arg(param.name, annotation), param.span)
+            default = self.expr(param.default) if param.default and defaults else None
             if param.kind == "star":
                 vararg, seen_star = arg, True
             elif param.kind == "bare_star":
@@ -191,12 +250,12 @@ class CodeGen:
                 kwarg = arg
             elif seen_star:
                 kwonly.append(arg)
-                kw_defaults.append(self.expr(param.default) if param.default else None)
+                kw_defaults.append(default)
             else:
                 positional.append(arg)
-                if param.default is not None:
-                    defaults.append(self.expr(param.default))
-        return ast.arguments([], positional, vararg, kwonly, kw_defaults, kwarg, defaults)
+                if default is not None:
+                    default_values.append(default)
+        return ast.arguments([], positional, vararg, kwonly, kw_defaults, kwarg, default_values)
 
     def annotation(self, expr: n.Expr) -> ast.expr:
         # Annotations stay strings: they document, and are never evaluated at import.
@@ -206,7 +265,7 @@ class CodeGen:
         return self.statements(statements) or [_locate(ast.Pass(), span)]
 
     def statements(self, statements: tuple[n.Stmt, ...]) -> list[ast.stmt]:
-        return [self.statement(statement) for statement in statements]
+        return [made for statement in statements for made in self.statement(statement)]
 
     def _assign_name(self, name: str, value: ast.expr, span: Span) -> ast.stmt:
         target = _locate(ast.Name(name, ast.Store()), span)
@@ -214,14 +273,19 @@ class CodeGen:
 
     # ------------------------------------------------------------ statements
 
-    def statement(self, node: n.Stmt) -> ast.stmt:
+    def statement(self, node: n.Stmt) -> list[ast.stmt]:
+        """The statement, after the `def`s its lambdas need (its prelude)."""
         method = getattr(self, "stmt_" + type(node).__name__, None)
         if method is None:
             raise TypeError(f"codegen: no rule for {type(node).__name__}")
-        return method(node)
+        return self.with_prelude(lambda: method(node))
 
-    def stmt_ExprStmt(self, node: n.ExprStmt) -> ast.stmt:
-        return _locate(ast.Expr(self.expr(node.value)), node.span)
+    def stmt_ExprStmt(self, node: n.ExprStmt) -> list[ast.stmt]:
+        if isinstance(node.value, n.Constant):
+            # Does nothing, as in Python; and left out, a string at the start of a body
+            # cannot become its docstring, which in Jac stands before the declaration.
+            return []
+        return [_locate(ast.Expr(self.expr(node.value)), node.span)]
 
     def stmt_Assign(self, node: n.Assign) -> ast.stmt:
         targets = [self.target(t) for t in node.targets]
@@ -266,11 +330,11 @@ class CodeGen:
         msg = self.expr(node.msg) if node.msg is not None else None
         return _locate(ast.Assert(self.expr(node.test), msg), node.span)
 
-    def stmt_Global(self, node: n.Global) -> ast.stmt:
-        return _locate(ast.Global(list(node.names)), node.span)
+    def stmt_Global(self, node: n.Global) -> list[ast.stmt]:
+        return []  # function_body declares every name at the top, where Python wants it
 
-    def stmt_Nonlocal(self, node: n.Nonlocal) -> ast.stmt:
-        return _locate(ast.Nonlocal(list(node.names)), node.span)
+    def stmt_Nonlocal(self, node: n.Nonlocal) -> list[ast.stmt]:
+        return []
 
     def stmt_Delete(self, node: n.Delete) -> ast.stmt:
         return _locate(ast.Delete([self.target(t, ast.Del()) for t in node.targets]), node.span)
@@ -407,15 +471,167 @@ class CodeGen:
         return ast.Dict(keys, [self.expr(v) for v in node.values])
 
     def expr_Comprehension(self, node: n.Comprehension) -> ast.expr:
+        # The first iterable is evaluated outside the comprehension, as in Python.
+        first = self.expr(node.generators[0].iter)
+        self.frames.append(frozenset(name.id for g in node.generators
+                                     for name in target_names(g.target)))
+        try:
+            parts = [self.comprehension_part(g, index) for index, g in enumerate(node.generators)]
+            elt = self.part(node.elt)
+            value = self.part(node.value) if node.value is not None else None
+        finally:
+            self.frames.pop()
+        if any(prelude for part in parts for prelude, _ in part[1:]) or elt[0] or \
+                (value is not None and value[0]):
+            return self.comprehension_def(node, first, parts, elt, value)
         generators = [
-            _locate(ast.comprehension(self.target(g.target), self.expr(g.iter),
-                                      [self.expr(i) for i in g.ifs], 0), g.span)
-            for g in node.generators
+            _locate(ast.comprehension(target, first if index == 0 else iterable[1],
+                                      [test for _, test in ifs], 0), g.span)
+            for index, (g, (target, iterable, *ifs)) in enumerate(zip(node.generators, parts))
         ]
         if node.kind == "dict":
-            return ast.DictComp(self.expr(node.elt), self.expr(node.value), generators)
+            return ast.DictComp(elt[1], value[1], generators)
         kind = {"list": ast.ListComp, "set": ast.SetComp, "generator": ast.GeneratorExp}[node.kind]
-        return kind(self.expr(node.elt), generators)
+        return kind(elt[1], generators)
+
+    def comprehension_part(self, generator: n.CompFor, index: int) -> list:
+        """(target, (prelude, iterable), (prelude, test)...) of one `for` clause."""
+        iterable = self.part(generator.iter) if index else ([], None)
+        return [self.target(generator.target), iterable, *map(self.part, generator.ifs)]
+
+    def part(self, expr: n.Expr) -> tuple[list[ast.stmt], ast.expr]:
+        """An expression and the prelude it needs, kept apart."""
+        self.preludes.append([])
+        try:
+            made = self.expr(expr)
+        finally:
+            prelude = self.preludes.pop()
+        return prelude, made
+
+    def comprehension_def(self, node: n.Comprehension, first: ast.expr, parts: list,
+                          elt: tuple, value: tuple | None) -> ast.expr:
+        """A comprehension that holds a multi-statement lambda, as a `def` with loops.
+
+        The lambda's `def` must run for each item, inside the comprehension's scope (its
+        variables are the lambda's closure): so the comprehension becomes the function
+        it always was in Python, written out, with each prelude before its expression.
+        Called with the first iterable, evaluated where the comprehension stands.
+        """
+        span = node.span
+        body = self.comprehension_item(node, elt, value)
+        for index in range(len(parts) - 1, -1, -1):  # the loops, innermost first
+            target, (prelude, iterable), *ifs = parts[index]
+            for if_prelude, test in reversed(ifs):
+                body = if_prelude + [_locate(ast.If(test, body, []), span)]
+            source = _name(_ITERABLE, span) if index == 0 else iterable
+            body = prelude + [_locate(ast.For(target, source, body, [], None), span)]
+        if node.kind != "generator":
+            empty = _EMPTY[node.kind]()
+            for inner in ast.walk(empty):
+                _locate(inner, span)
+            body = [self._assign_name(_RESULT, empty, span), *body,
+                    _locate(ast.Return(_name(_RESULT, span)), span)]
+        is_async = _awaits(body)
+        name = self.made_name("comprehension")
+        args = ast.arguments([], [_locate(ast.arg(_ITERABLE), span)], None, [], [], None, [])
+        kind = ast.AsyncFunctionDef if is_async else ast.FunctionDef
+        self.hoist(_locate(kind(name, args, body, [], None, None), span))
+        call = _locate(ast.Call(_name(name, span), [first], []), span)
+        # Python awaits an async list, set or dict comprehension where it stands.
+        return ast.Await(call) if is_async and node.kind != "generator" else call
+
+    @staticmethod
+    def comprehension_item(node: n.Comprehension, elt: tuple,
+                           value: tuple | None) -> list[ast.stmt]:
+        """What the written-out comprehension does with each item: yield or collect it."""
+        span = node.span
+        if node.kind == "generator":
+            return elt[0] + [_locate(ast.Expr(_locate(ast.Yield(elt[1]), span)), span)]
+        if node.kind == "dict":
+            key = _locate(ast.Subscript(_name(_RESULT, span), elt[1], ast.Store()), span)
+            return elt[0] + value[0] + [_locate(ast.Assign([key], value[1]), span)]
+        method = _locate(ast.Attribute(_name(_RESULT, span),
+                                       "append" if node.kind == "list" else "add", ast.Load()),
+                         span)
+        return elt[0] + [_locate(ast.Expr(_locate(ast.Call(method, [elt[1]], []), span)), span)]
+
+    def expr_Lambda(self, node: n.Lambda) -> ast.expr:
+        single = self.single_expression(node)
+        if single is not None:
+            return single
+        name = self.made_name("lambda")
+        args = self.arguments(node.params, with_self=None, defaults=False)
+        returns = self.annotation(node.returns) if node.returns is not None else None
+        self.hoist(_locate(ast.FunctionDef(name, args, self.function_body(
+            node.params, node.body, None, node.span), [], returns, None), node.span))
+        # The `def` is a template; the lambda's value is a new function made from it where
+        # the lambda stands, with the defaults evaluated there, as Python makes a lambda.
+        return ast.Call(_runtime("make_lambda", node.span),
+                        [_name(name, node.span), *self.lambda_defaults(node)], [])
+
+    def lambda_defaults(self, node: n.Lambda) -> list[ast.expr]:
+        """`make_lambda`'s arguments after the template: the positional defaults, as a
+        tuple, and the keyword-only ones, as a dict; none when there are none."""
+        positional: list[ast.expr] = []
+        keyword: dict[str, ast.expr] = {}
+        star = False
+        for param in node.params:
+            star = star or param.kind in ("star", "bare_star")
+            if param.default is not None and star:
+                keyword[param.name] = self.expr(param.default)
+            elif param.default is not None:
+                positional.append(self.expr(param.default))
+        if not (positional or keyword):
+            return []
+        made: list[ast.expr] = [_locate(ast.Tuple(positional, ast.Load()), node.span)]
+        if keyword:
+            keys = [_locate(ast.Constant(k), node.span) for k in keyword]
+            made.append(_locate(ast.Dict(keys, list(keyword.values())), node.span))
+        return made
+
+    def single_expression(self, node: n.Lambda) -> ast.Lambda | None:
+        """A lambda whose body is one value, as Python's `lambda`; None when its value
+        needs statements of its own (a lambda inside it does)."""
+        body = node.body
+        if len(body) > 1 or (body and not isinstance(body[0], n.Return)):
+            return None
+        self.frames.append(frozenset(p.name for p in node.params if p.kind != "bare_star"))
+        try:
+            if body and body[0].value is not None:
+                prelude, value = self.part(body[0].value)
+            else:
+                prelude, value = [], _locate(ast.Constant(None), node.span)
+        finally:
+            self.frames.pop()
+        if prelude:
+            return None
+        return ast.Lambda(self.arguments(node.params, with_self=None, annotated=False), value)
+
+    def made_name(self, kind: str) -> str:
+        self.made += 1
+        return f"_jacc_{kind}_{self.made}"
+
+
+# The locals of a written-out comprehension (comprehension_def): its result and the first
+# iterable it is called with. Reserved names: no program's can clash.
+_RESULT, _ITERABLE = "_jacc_result", "_jacc_iterable"
+_EMPTY = {
+    "list": lambda: ast.List([], ast.Load()),
+    "dict": lambda: ast.Dict([], []),
+    "set": lambda: ast.Set([ast.Starred(ast.Tuple([], ast.Load()), ast.Load())]),  # `{*()}`
+}
+
+
+def _awaits(body: list[ast.stmt]) -> bool:
+    """Whether statements await, outside the functions they define."""
+    pending: list[ast.AST] = list(body)
+    while pending:
+        node = pending.pop()
+        if isinstance(node, (ast.Await, ast.AsyncFor, ast.AsyncWith)):
+            return True
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            pending.extend(ast.iter_child_nodes(node))
+    return False
 
 
 def _unwritable_fstring(joined: ast.JoinedStr) -> bool:
@@ -461,4 +677,4 @@ def generate(module: n.Module) -> ast.Module:
 # ---------------------------------------------------------------- built modules
 
 # The text of a built module is written by `emit`; named here too, where it was first.
-from .emit import module_source  # noqa: E402,F401
+from .emit import UnwritableModule, module_source  # noqa: E402,F401

@@ -19,8 +19,9 @@ from typing import Iterator
 
 from .checker import check
 from .codegen import generate
-from .diagnostics import Diagnostic, InputError, JacError
-from .emit import module_source
+from .depth import MAX_BLOCKS, deep_enough, deepest, span_of, too_deep
+from .diagnostics import Diagnostic, InputError, JacError, sort_diagnostics
+from .emit import UnwritableModule, module_source
 from .parser import parse_module
 from .source import Source, Span
 
@@ -60,17 +61,26 @@ def compile_source(text: str, name: str = "app.jac", filename: str | None = None
 
 
 def _compile(source: Source, filename: str) -> Compiled:
-    module = parse_module(source)
-    diagnostics = check(module)
-    if any(d.is_error for d in diagnostics):
-        raise JacError(source, diagnostics)
-    tree = generate(module)
-    try:
-        code = compile(tree, filename, "exec", dont_inherit=True)
-    except SyntaxError as error:
-        # The checker should have caught it; still the user's program, never a traceback.
-        raise JacError(source, diagnostics + [_python_syntax_error(error)]) from None
-    return Compiled(source, tree, code, [d for d in diagnostics if not d.is_error])
+    module = parse_module(source)  # never recursive: any depth parses (jacc.depth)
+    with deep_enough():
+        diagnostics = check(module)
+        if any(d.is_error for d in diagnostics):
+            raise JacError(source, diagnostics)
+        tree = generate(module)
+        try:
+            code = compile(tree, filename, "exec", dont_inherit=True)
+        except SyntaxError as error:
+            # The checker should have caught it; still the user's program, never a traceback.
+            raise JacError(source, diagnostics + [_python_syntax_error(error)]) from None
+        except (RecursionError, MemoryError):
+            # Past this Python's own limits (other versions recurse in C, with limits of
+            # their own): still the user's program, so say where.
+            raise JacError(source, diagnostics + [too_deep(
+                span_of(deepest(tree)), "code nested too deeply for Python's compiler",
+                "split the expression or the statement, for example with intermediate "
+                "variables")]) from None
+    warnings = sort_diagnostics([d for d in diagnostics if not d.is_error])
+    return Compiled(source, tree, code, warnings)
 
 
 @contextlib.contextmanager
@@ -95,7 +105,12 @@ def _collector_paused() -> Iterator[None]:
 def _python_syntax_error(error: SyntaxError) -> Diagnostic:
     line = error.lineno or 1
     column = error.offset or 1
-    return Diagnostic("E0003", f"invalid program: {error.msg}", Span(line, column, line, column))
+    span = Span(line, column, line, column)
+    if error.msg == "too many statically nested blocks":
+        return too_deep(span, f"loops and `try` blocks nested too deeply: limit {MAX_BLOCKS}",
+                        f"Python allows at most {MAX_BLOCKS} of them, one inside the other, "
+                        "in one function: move the inner ones into a function of their own")
+    return Diagnostic("E0003", f"invalid program: {error.msg}", span)
 
 
 def read_source(path: Path) -> str:
@@ -160,7 +175,10 @@ def build_file(path: Path, output: Path | None = None) -> Built:
     output = Path(output) if output is not None else path.with_suffix(".py")
     with _collector_paused():
         compiled = compile_file(path)
-        text = module_source(compiled.tree, _relative_source(path, output))
+        try:
+            text = module_source(compiled.tree, _relative_source(path, output))
+        except UnwritableModule as error:
+            raise JacError(compiled.source, [error.diagnostic]) from None
     try:
         output.write_text(text, encoding="utf-8")
     except OSError as error:

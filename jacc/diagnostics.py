@@ -22,6 +22,8 @@ CODES: dict[str, str] = {
     "E0001": "syntax error",
     "E0002": "invalid string literal",
     "E0003": "invalid Python construct",
+    "E0004": "code nested too deeply",
+    "E0005": "expression without `;`",
     "E0101": "WebSocket walker is not `async`",
     "E0102": "`broadcast=True` without `protocol=APIProtocol.WEBSOCKET`",
     "E0103": "unknown `@restspec` argument",
@@ -31,6 +33,7 @@ CODES: dict[str, str] = {
     "E0107": "`@restspec` on something that is not a walker",
     "E0108": "`APIProtocol.WEBHOOK` is not served by jacc",
     "E0109": "bad `@restspec` value",
+    "E0110": "`@restspec` value jacc cannot read",
     "E0201": "duplicate top-level name",
     "E0202": "duplicate field or member",
     "E0203": "`has` without a type",
@@ -40,6 +43,7 @@ CODES: dict[str, str] = {
     "E0401": "unknown field or method of `self`",
     "E0402": "undefined name",
     "E0403": "`self` outside a walker",
+    "E0404": "name used before the declaration that shadows it",
     "E0501": "`report` outside a walker's ability or method",
     "E0502": "`disengage` outside a walker's ability or method",
     "E0503": "`break` or `continue` outside a loop",
@@ -48,6 +52,8 @@ CODES: dict[str, str] = {
     "E0901": "Jac construct not supported by jacc",
     "E0902": "ability trigger not supported by jacc",
     "W0001": "legacy `` `root `` spelling",
+    "W0002": "`global` or `nonlocal` statement",
+    "W0003": "misplaced docstring",
 }
 
 

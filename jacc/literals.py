@@ -113,15 +113,19 @@ class _FString:
         body = self.text[self.body_start: len(self.text) - len(self.quote)]
         return n.FString(Span.of_token(self.token), tuple(_merge_text(self.parts(body, 0))))
 
-    def parts(self, body: str, offset: int) -> list:
+    def parts(self, body: str, offset: int, depth: int = 0) -> list:
         """The parts of `body`, which starts `offset` characters into the f-string's body
-        (a format spec is split the same way as the whole)."""
+        (a format spec is split the same way as the whole, one level deeper)."""
         parts: list = []
         chunk = ""
         i = 0
         while i < len(body):
             char = body[i]
-            if char in "{}" and body[i + 1: i + 2] == char:
+            if char == "\\" and not self.text_prefix:
+                escape = _escape_length(body, i)  # `\N{BULLET}` is one character, no field
+                chunk += body[i: i + escape]
+                i += escape
+            elif char in "{}" and body[i + 1: i + 2] == char:
                 chunk += char
                 i += 2
             elif char == "}":
@@ -129,15 +133,18 @@ class _FString:
             elif char != "{":
                 chunk += char
                 i += 1
+            elif depth >= _MAX_FIELD_DEPTH:
+                # Python 3.11's limit, which the `.py` of `jacc build` must keep to.
+                raise FStringError("f-string: expressions nested too deeply")
             else:
                 parts.append(self.literal(chunk))
                 chunk = ""
-                field, i = self.field(body, i + 1, offset)
+                field, i = self.field(body, i + 1, offset, depth)
                 parts.extend(field)
         parts.append(self.literal(chunk))
         return parts
 
-    def field(self, body: str, start: int, offset: int) -> tuple[list, int]:
+    def field(self, body: str, start: int, offset: int, depth: int) -> tuple[list, int]:
         """The parts of the replacement field that starts at `body[start]`, and the
         index just after its `}`."""
         end, conversion_at, spec_at = _field_end(body, start)
@@ -154,7 +161,7 @@ class _FString:
         conversion = _conversion(body, conversion_at, spec_at, end)
         spec = None
         if spec_at is not None:
-            spec_parts = self.parts(body[spec_at + 1: end], offset + spec_at + 1)
+            spec_parts = self.parts(body[spec_at + 1: end], offset + spec_at + 1, depth + 1)
             spec = n.FString(expr.span, tuple(_merge_text(spec_parts)))
         if parts and conversion is None and spec is None:
             conversion = "r"  # Python's default for `{x=}`
@@ -164,10 +171,14 @@ class _FString:
     def literal(self, chunk: str) -> str:
         if not chunk:
             return ""
+        # A backslash just before a field, `f"\\{x}"`, escapes nothing: it stays, as in
+        # Python; written last in a literal it would escape the closing quote instead.
+        lone = (len(chunk) - len(chunk.rstrip("\\"))) % 2
         try:
-            return literal(self.text_prefix + self.quote + chunk + self.quote)
+            text = literal(self.text_prefix + self.quote + chunk[:len(chunk) - lone] + self.quote)
         except (SyntaxError, ValueError) as error:
             raise FStringError(_string_error(error)) from None
+        return text + "\\" * lone
 
     def position(self, offset: int) -> tuple[int, int]:
         """Line and column of the character `offset` characters into the body."""
@@ -176,6 +187,20 @@ class _FString:
         if "\n" in before:
             return line, len(before) - before.rfind("\n")
         return line, self.token.column + len(before)
+
+
+# A replacement field may hold one more in its format spec, `f"{x:{width}}"`, no deeper.
+_MAX_FIELD_DEPTH = 2
+
+
+def _escape_length(body: str, start: int) -> int:
+    """How many characters the escape at `body[start]` (a backslash) takes: all of a
+    named one, `\\N{BULLET}`; two for `\\\\`; else the backslash alone, since what follows
+    it (a `{` included) is read as usual."""
+    if body.startswith("N{", start + 1):
+        close = body.find("}", start + 3)
+        return close - start + 1 if close != -1 else 1
+    return 2 if body[start + 1: start + 2] == "\\" else 1
 
 
 def _shows_itself(expr_text: str) -> bool:

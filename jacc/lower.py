@@ -11,7 +11,7 @@ time) is not needed. Literals are lowered by `literals`.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, get_args
+from typing import Any
 
 from lark import Token, Transformer
 
@@ -35,9 +35,6 @@ class _Dotted:
 
     value: str
     span: Span
-
-
-_MEMBERS = get_args(n.Member)
 
 
 def _span_of(item: Any) -> Span | None:
@@ -71,27 +68,15 @@ class Lower(Transformer):
     # ------------------------------------------------------------ module level
 
     def start(self, items: list) -> n.Module:
-        body: list = []
         docstring = None
-        pending = None  # a docstring written just before a walker documents it
-        for index, item in enumerate(items):
-            if isinstance(item, _Doc):
-                if index == 0:
-                    docstring = item.value
-                else:
-                    pending = item.value
-                continue
-            if isinstance(item, tuple):
-                body.extend(item)
-            elif isinstance(item, n.Walker) and pending is not None and item.docstring is None:
-                body.append(replace(item, docstring=pending))
-            else:
-                body.append(item)
-            pending = None
+        first_doc = bool(items) and isinstance(items[0], _Doc)
+        if first_doc:  # the module's: the file's first string
+            docstring = items[0].value
+        body, strays = _documented(items[1:] if first_doc else items)
         # Imports arrive as tuples of nodes: take the spans of what they hold.
         spans = sorted(s for s in map(_span_of, [*body, *items]) if s is not None)
         span = spans[0].to(spans[-1]) if spans else Span(1, 1, 1, 1)
-        return n.Module(span, docstring, tuple(body))
+        return n.Module(span, docstring, tuple(body), tuple(strays))
 
     def fstring_expr(self, items: list) -> Any:
         [value] = items
@@ -149,7 +134,7 @@ class Lower(Transformer):
     def function(self, items: list) -> n.Function:
         async_, _, name, params, returns, body = items
         return n.Function(_span(*items), str(name), Span.of_token(name), params or (), returns,
-                          body, async_ is not None, ())
+                          _returning_tail(body), async_ is not None, ())
 
     def parameters(self, items: list) -> tuple:
         return tuple(items)
@@ -173,18 +158,11 @@ class Lower(Transformer):
 
     def walker(self, items: list) -> n.Walker:
         async_, keyword, access, name, bases, *body = items
-        members: list = []
-        docstring = None
-        for item in body:
-            if isinstance(item, tuple):  # a `has` statement's fields
-                members.extend(item)
-            elif isinstance(item, _MEMBERS):
-                members.append(item)
-            elif docstring is None:  # the first docstring in the body
-                docstring = item.value
+        members, strays = _documented(body)
         return n.Walker(
             _span(*items), str(name), Span.of_token(name), _span(async_ or keyword, keyword),
-            async_ is not None, _text(access), bases or (), tuple(members), (), docstring,
+            async_ is not None, _text(access), bases or (), tuple(members), (), None,
+            tuple(strays),
         )
 
     def access(self, items: list) -> Token:
@@ -207,7 +185,7 @@ class Lower(Transformer):
         return n.Ability(
             _span(*items), _text(name), str(event), _text(trigger),
             Span.of_token(trigger) if trigger else None, _text(trigger) == "`root",
-            async_ is not None, body,
+            async_ is not None, _returning_tail(body),
         )
 
     def trigger(self, items: list) -> Token:
@@ -217,7 +195,10 @@ class Lower(Transformer):
     # ------------------------------------------------------------ statements
 
     def block(self, items: list) -> tuple:
-        return tuple(items)  # `statement*`: nothing else reaches here
+        *statements, tail = items
+        if tail is not None:  # an expression before `}` with no `;` after it
+            statements.append(n.ExprStmt(tail.span, tail, semicolon=False))
+        return tuple(statements)
 
     def expr_stmt(self, items: list) -> n.ExprStmt:
         [value] = items
@@ -321,7 +302,20 @@ class Lower(Transformer):
         return n.IfExp(_span(*items), test, body, orelse)
 
     def op_chain(self, items: list) -> Any:
-        return _OperatorFold(items).fold()
+        return _fold(items)
+
+    arithmetic_chain = op_chain
+
+    def lambda_expr(self, items: list) -> n.Lambda:
+        _, params, returns, body = items
+        if len(body) == 1 and isinstance(body[0], n.ExprStmt):  # `lambda (x) { x + 1; }`
+            body = (n.Return(body[0].span, body[0].value),)
+        # The block's braces are not kept: the span ends with the body's last statement.
+        return n.Lambda(_span(*items, *body), params or (), returns, _returning_tail(body))
+
+    def lambda_params(self, items: list) -> tuple:
+        [params] = items
+        return params or ()
 
     def call(self, items: list) -> n.Call:
         func, args, _ = items
@@ -452,6 +446,48 @@ class Lower(Transformer):
         return test
 
 
+# ---------------------------------------------------------------- docstrings and tails
+
+
+def _documented(items: list) -> tuple[list, list[Span]]:
+    """The declarations among `items` (a `has` statement's fields, imports: tuples), each
+    with the docstring written just before it; and the docstrings that document nothing.
+
+    A docstring before a glob or an import is Jac's too, but Python has nowhere to keep it.
+    """
+    declarations: list = []
+    strays: list[Span] = []
+    pending: _Doc | None = None
+    for item in items:
+        if isinstance(item, _Doc):
+            if pending is not None:
+                strays.append(pending.span)
+            pending = item
+            continue
+        doc = pending.value if pending is not None else None
+        pending = None
+        if isinstance(item, tuple):
+            fields = all(isinstance(i, n.HasField) for i in item)
+            declarations.extend(replace(i, doc=doc) if fields and doc is not None else i
+                                for i in item)
+        elif isinstance(item, (n.Walker, n.Function, n.Ability)) and doc is not None:
+            declarations.append(replace(item, docstring=doc))
+        else:
+            declarations.append(item)
+    if pending is not None:
+        strays.append(pending.span)
+    return declarations, strays
+
+
+def _returning_tail(body: tuple) -> tuple:
+    """A function's, ability's or lambda's body whose last expression, written without
+    `;`, is its return value."""
+    if body and isinstance(body[-1], n.ExprStmt) and not body[-1].semicolon:
+        last = body[-1]
+        return body[:-1] + (n.Return(last.span, last.value),)
+    return body
+
+
 # ---------------------------------------------------------------- operators
 
 # Python's binding powers. Prefix operators bind their operand up to the next
@@ -466,70 +502,83 @@ _INFIX_POWER = {
 }
 _PREFIX_POWER = {"not": 3, "+": 11, "-": 11, "~": 11, "await": 13}
 _COMPARISON = 4
+_RIGHT_ASSOCIATIVE = "**"
 
 
-class _OperatorFold:
-    """Folds the flat `op_chain` (operands, prefix and infix tokens) into a tree."""
+@dataclass(slots=True)
+class _Pending:
+    """An operator waiting for its operands on the fold's stack."""
 
-    def __init__(self, items: list) -> None:
-        self.items = items
-        self.position = 0
+    op: str
+    token: Token
+    power: int
+    arity: int  # 1 for a prefix; for a comparison, its operands; 2 otherwise
+    ops: list[str] | None = None  # a chained comparison's operators
 
-    def fold(self) -> Any:
-        return self.expression(0)
 
-    def take(self) -> Any:
-        item = self.items[self.position]
-        self.position += 1
-        return item
-
-    def peek_infix(self) -> tuple[str, Token, int] | None:
-        if self.position >= len(self.items):
-            return None
-        first = self.items[self.position]
-        second = self.items[self.position + 1] if self.position + 1 < len(self.items) else None
-        if isinstance(second, Token) and (first, second) in (("not", "in"), ("is", "not")):
-            return f"{first} {second}", first, 2
-        return str(first), first, 1
-
-    def expression(self, min_power: int) -> Any:
-        left = self.operand()
-        while (infix := self.peek_infix()) is not None:
-            op, token, width = infix
-            power = _INFIX_POWER[op]
-            if power <= min_power:
-                break
-            self.position += width
-            if power == _COMPARISON:
-                left = self.comparison(left, op)
-            elif op == "**":  # right associative, and its right side may be negated
-                left = self.binary(left, op, self.expression(power - 2))
-            else:
-                left = self.binary(left, op, self.expression(power))
-        return left
-
-    def operand(self) -> Any:
-        item = self.take()
-        if not isinstance(item, Token):
-            return item
+def _fold(items: list) -> Any:
+    """The flat `op_chain` (operands, prefix and infix tokens) as a tree, by Python's
+    precedence. Iterative (shunting-yard), so that no chain, however long or however
+    deeply prefixed, can exhaust the recursion limit while parsing."""
+    operands: list = []
+    pending: list[_Pending] = []
+    expect_operand = True
+    position, end = 0, len(items)
+    while position < end:
+        item = items[position]
+        position += 1
+        if expect_operand and isinstance(item, Token):  # a prefix: `not`, `-`, `await`...
+            pending.append(_Pending(str(item), item, _PREFIX_POWER[str(item)], 1))
+            continue
+        if expect_operand:
+            operands.append(item)
+            expect_operand = False
+            continue
         op = str(item)
-        operand = self.expression(_PREFIX_POWER[op])
-        span = Span.of_token(item).to(operand.span)
-        if op == "await":
-            return n.Await(span, operand)
-        return n.UnaryOp(span, op, operand)
+        if op in ("is", "not") and position < end and str(items[position]) in ("not", "in") \
+                and isinstance(items[position], Token):
+            op = f"{op} {items[position]}"  # `is not`, `not in`
+            position += 1
+        power = _INFIX_POWER[op]
+        while pending and _binds_first(pending[-1], op, power):
+            _reduce(operands, pending)
+        if power == _COMPARISON and pending and pending[-1].ops is not None:
+            pending[-1].ops.append(op)  # `a < b <= c` is one comparison
+            pending[-1].arity += 1
+        else:
+            ops = [op] if power == _COMPARISON else None
+            pending.append(_Pending(op, item, power, 2, ops))
+        expect_operand = True
+    while pending:
+        _reduce(operands, pending)
+    [tree] = operands
+    return tree
 
-    def comparison(self, left: Any, op: str) -> n.Compare:
-        ops, comparators = [op], [self.expression(_COMPARISON)]
-        while (infix := self.peek_infix()) is not None and _INFIX_POWER[infix[0]] == _COMPARISON:
-            self.position += infix[2]
-            ops.append(infix[0])
-            comparators.append(self.expression(_COMPARISON))
-        return n.Compare(left.span.to(comparators[-1].span), left, tuple(ops), tuple(comparators))
 
-    def binary(self, left: Any, op: str, right: Any) -> Any:
-        span = left.span.to(right.span)
-        if op in ("and", "or"):
-            values = left.values if isinstance(left, n.BoolOp) and left.op == op else (left,)
-            return n.BoolOp(span, op, values + (right,))
-        return n.BinOp(span, left, op, right)
+def _binds_first(top: _Pending, op: str, power: int) -> bool:
+    """Whether the operator on top of the stack takes its operands before `op` does."""
+    if top.power != power:
+        return top.power > power
+    # Equal powers: left associative, but `**` groups to the right and comparisons chain.
+    return op != _RIGHT_ASSOCIATIVE and power != _COMPARISON
+
+
+def _reduce(operands: list, pending: list[_Pending]) -> None:
+    top = pending.pop()
+    if top.arity == 1:
+        operand = operands.pop()
+        span = Span.of_token(top.token).to(operand.span)
+        operands.append(n.Await(span, operand) if top.op == "await"
+                        else n.UnaryOp(span, top.op, operand))
+        return
+    values = operands[len(operands) - top.arity:]
+    del operands[len(operands) - top.arity:]
+    left, right = values[0], values[-1]
+    span = left.span.to(right.span)
+    if top.ops is not None:
+        operands.append(n.Compare(span, left, tuple(top.ops), tuple(values[1:])))
+    elif top.op in ("and", "or"):
+        flat = left.values if isinstance(left, n.BoolOp) and left.op == top.op else (left,)
+        operands.append(n.BoolOp(span, top.op, flat + (right,)))
+    else:
+        operands.append(n.BinOp(span, left, top.op, right))

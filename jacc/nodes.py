@@ -166,10 +166,20 @@ class Comprehension(Node):
     generators: tuple[CompFor, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Lambda(Node):
+    """`lambda (params) -> T { body }`. A body of one expression statement is lowered to
+    `return` of it, so a lambda's value is always a `return`."""
+
+    params: tuple[Param, ...]
+    returns: Expr | None
+    body: tuple[Stmt, ...]
+
+
 Expr = Union[
     Name, SelfRef, Constant, FString, BadString, Attribute, Subscript, Slice, Starred, Call,
     BinOp, UnaryOp, BoolOp, Compare, IfExp, Await, TupleExpr, ListExpr, SetExpr, DictExpr,
-    Comprehension,
+    Comprehension, Lambda,
 ]
 
 # ------------------------------------------------------------------ statements
@@ -178,6 +188,9 @@ Expr = Union[
 @dataclass(frozen=True, slots=True)
 class ExprStmt(Node):
     value: Expr
+    # False for an expression written without `;` where it is not a body's last: the
+    # last one of a function's, ability's or lambda's body is lowered to a `Return`.
+    semicolon: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,6 +332,7 @@ class Function(Node):
     body: tuple[Stmt, ...]
     is_async: bool
     decorators: tuple[Decorator, ...]
+    docstring: str | None = None  # the string written just before it
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,6 +341,7 @@ class HasField(Node):
     type: Expr | None  # None is an error the checker reports
     default: Expr | None
     static: bool
+    doc: str | None = None  # the string written just before its `has`
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,6 +353,7 @@ class Ability(Node):
     legacy_root: bool  # the old `` `root `` spelling
     is_async: bool
     body: tuple[Stmt, ...]
+    docstring: str | None = None
 
 
 Member = Union[HasField, Ability, Function]
@@ -354,6 +370,8 @@ class Walker(Node):
     members: tuple[Member, ...]
     decorators: tuple[Decorator, ...]
     docstring: str | None
+    # Strings in the body that document nothing: no member follows them.
+    stray_docs: tuple[Span, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,6 +411,7 @@ Element = Union[ImportFrom, ImportModule, Glob, Function, Walker]
 class Module(Node):
     docstring: str | None
     body: tuple[Element, ...]
+    stray_docs: tuple[Span, ...] = ()  # strings that document nothing: see Walker
 
 
 # ------------------------------------------------------------------ traversal

@@ -138,10 +138,30 @@ def _syntax_diagnostic(source: Source, error: UnexpectedInput) -> Diagnostic:
             return Diagnostic("E0901", "a `def` inside a function or ability is not supported by "
                               "jacc", span, help="define the function at module level or as a "
                               "method of the walker")
+        operator = _previous_operator(error)
+        if operator is not None and error.token.type == "NOT":
+            return Diagnostic("E0001", f"`not` cannot follow `{operator}`", span,
+                              help=f"as in Python, `not` binds more loosely than `{operator}`: "
+                              "put the `not` and its operand in parentheses, `(not ...)`")
+        if operator == "await":
+            return Diagnostic("E0001", f"expected an expression to await, found "
+                              f"`{error.token}`", span,
+                              help="as in Python, `await` stands right before a name, a call, "
+                              "an attribute or an expression in parentheses")
         if "NAME" in error.expected and _is_keyword(error.token):
             return Diagnostic("E0001", f"`{error.token}` is a keyword and cannot be used as a name",
                               span, help=f"rename it, for example `{error.token}_`")
         found = str(error.token).splitlines()[0] if str(error.token) else error.token.type
+        if "SEMICOLON" in acceptable and _starts_a_body_with_a_string(error):
+            return Diagnostic("E0001", f"expected `;`, found `{found}`",
+                              _after_previous(error) or span,
+                              help="a string at the start of a body is no docstring in Jac, "
+                              "but a statement like any other: Jac docstrings stand before "
+                              "what they document, so move it above the declaration")
+        if "LBRACE" in acceptable and _in_a_lambda_head(error):
+            return Diagnostic("E0001", f"expected {expected}, found `{found}`", span,
+                              help="a Jac lambda puts its parameters in parentheses and its "
+                              "body in braces: `lambda (x: int) { x + 1; }`")
         if expected == "`;`":
             # Point where the `;` belongs, right after what came before, like rustc.
             span = _after_previous(error) or span
@@ -175,6 +195,45 @@ def _after_previous(error: UnexpectedToken) -> Span | None:
         return None
     line, column = previous.end_line, previous.end_column + 1
     return Span(line, column, line, column)
+
+
+# Operators an operand follows (`not` may follow only `and`, `or` and `not`).
+_OPERATORS = frozenset({
+    "LT", "GT", "EQ", "GE", "LE", "NE", "IN", "IS", "NOT", "BAR", "CARET", "AMP", "LSHIFT",
+    "RSHIFT", "PLUS", "MINUS", "STAR", "SLASH", "DSLASH", "PERCENT", "AT", "POW", "TILDE",
+    "AWAIT",
+})
+
+
+def _previous_operator(error: UnexpectedToken) -> str | None:
+    """The operator just before the unexpected token: `is not` for `x is not not y`."""
+    stack = getattr(getattr(error, "state", None), "value_stack", None) or []
+    last = stack[-1] if stack else None
+    if not (isinstance(last, Token) and last.type in _OPERATORS):
+        return None
+    before = stack[-2] if len(stack) > 1 else None
+    if last.type == "NOT" and isinstance(before, Token) and before.type == "IS":
+        return "is not"
+    if last.type == "IN" and isinstance(before, Token) and before.type == "NOT":
+        return "not in"
+    return str(last)
+
+
+def _starts_a_body_with_a_string(error: UnexpectedToken) -> bool:
+    """Whether parsing stopped just after a string that opens a block: a Python-style
+    docstring, `def f() { "Doc." return 1; }`."""
+    stack = getattr(getattr(error, "state", None), "value_stack", None) or []
+    if len(stack) < 2:
+        return False
+    string, before = stack[-1], stack[-2]
+    return isinstance(string, n.Constant) and isinstance(string.value, str) \
+        and isinstance(before, Token) and before.type == "LBRACE"
+
+
+def _in_a_lambda_head(error: UnexpectedToken) -> bool:
+    """Whether parsing stopped between `lambda` and the `{` of its body."""
+    stack = getattr(getattr(error, "state", None), "value_stack", None) or []
+    return any(isinstance(item, Token) and item.type == "LAMBDA" for item in stack[-6:])
 
 
 def _is_keyword(token: Token) -> bool:

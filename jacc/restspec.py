@@ -1,7 +1,9 @@
 """`@restspec(...)`: how a walker is served, read off its decorator.
 
 Shared by the checker (which reports every bad argument) and codegen (which
-turns a valid one into class keywords).
+turns a valid one into class keywords). jacc reads the spec when it compiles, so
+its values must be literals it can read: `APIProtocol.WEBSOCKET` (or the name
+`APIProtocol` was imported as), a string, `True` or `False`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from .diagnostics import Diagnostic
 from .source import Span
 
 RESTSPEC = "restspec"
+API_PROTOCOL = "APIProtocol"
+JAC_NAMES = ("Root", API_PROTOCOL, RESTSPEC)  # built into Jac: no Python import needed
+JAC_MODULES = ("jaclang",)  # where programs written for Jac import them from
 PROTOCOLS = {"HTTP": "http", "WEBSOCKET": "websocket"}
 PROTOCOL_STRINGS = {"http": "http", "websocket": "websocket", "ws": "websocket"}
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -22,23 +27,40 @@ KEYWORDS = ("protocol", "broadcast", "method", "path")
 
 @dataclass(frozen=True)
 class RestSpec:
-    protocol: str = "http"
+    protocol: str | None = "http"  # None: not a value jacc can read (E0110 says so)
     broadcast: bool = False
     method: str | None = None
     path: str | None = None
 
 
-def is_restspec(decorator: n.Decorator) -> bool:
+def jac_aliases(module: n.Module) -> dict[str, str]:
+    """Each name the module uses for a Jac builtin, and which builtin it is:
+    `import from jaclang.runtimelib.server { APIProtocol as AP }` adds `AP`."""
+    aliases = {name: name for name in JAC_NAMES}
+    for element in module.body:
+        if isinstance(element, n.ImportFrom) and element.module.split(".")[0] in JAC_MODULES:
+            for item in element.names:
+                if item.name in JAC_NAMES and item.alias:
+                    aliases[item.alias] = item.name
+    return aliases
+
+
+def restspec_names(aliases: dict[str, str]) -> frozenset[str]:
+    return frozenset(name for name, builtin in aliases.items() if builtin == RESTSPEC)
+
+
+def is_restspec(decorator: n.Decorator, aliases: dict[str, str]) -> bool:
     expr = decorator.expr.func if isinstance(decorator.expr, n.Call) else decorator.expr
-    return isinstance(expr, n.Name) and expr.id == RESTSPEC
+    return isinstance(expr, n.Name) and aliases.get(expr.id) == RESTSPEC
 
 
-def read_restspec(decorators: tuple[n.Decorator, ...]) -> tuple[RestSpec, list[Diagnostic]]:
+def read_restspec(decorators: tuple[n.Decorator, ...],
+                  aliases: dict[str, str]) -> tuple[RestSpec, list[Diagnostic]]:
     """The spec of a walker's decorators, and what is wrong with them."""
     spec = RestSpec()
     problems: list[Diagnostic] = []
     for decorator in decorators:
-        if not is_restspec(decorator):
+        if not is_restspec(decorator, aliases):
             continue
         call = decorator.expr
         if not isinstance(call, n.Call):
@@ -55,7 +77,7 @@ def read_restspec(decorators: tuple[n.Decorator, ...]) -> tuple[RestSpec, list[D
                 problems.append(Diagnostic("E0103", f"`{keyword.name}` is given twice",
                                            _name_span(keyword)))
             seen.add(keyword.name)
-            spec, problem = _apply(spec, keyword)
+            spec, problem = _apply(spec, keyword, aliases)
             if problem:
                 problems.append(problem)
     return spec, problems
@@ -78,19 +100,24 @@ def _name_span(keyword: n.Keyword) -> Span:
     return Span(span.line, span.column, span.line, span.column + len(keyword.name) - 1)
 
 
-def _apply(spec: RestSpec, keyword: n.Keyword) -> tuple[RestSpec, Diagnostic | None]:
+def _apply(spec: RestSpec, keyword: n.Keyword,
+           aliases: dict[str, str]) -> tuple[RestSpec, Diagnostic | None]:
     value = keyword.value
     if keyword.name == "protocol":
-        return _protocol(spec, value)
+        return _protocol(spec, value, aliases)
     if keyword.name == "broadcast":
         if isinstance(value, n.Constant) and isinstance(value.value, bool):
             return _replace(spec, broadcast=value.value), None
-        return spec, Diagnostic("E0106", "`broadcast` must be `True` or `False`", value.span)
+        return spec, Diagnostic("E0106", "`broadcast` must be `True` or `False`", value.span,
+                                help="jacc reads `@restspec` when it compiles: write "
+                                "`broadcast=True` or `broadcast=False`")
     if keyword.name == "method":
         text = _method_text(value)
-        if text is None or text.upper() not in METHODS:
-            shown = f"`{text}`" if text is not None else "this value"
-            return spec, Diagnostic("E0105", f"unknown HTTP method {shown}", value.span,
+        if text is None:
+            return spec, _unreadable("method", value, "`method=\"GET\"` (or " + ", ".join(
+                METHODS[1:]) + "), or `HTTPMethod.GET`")
+        if text.upper() not in METHODS:
+            return spec, Diagnostic("E0105", f"unknown HTTP method `{text}`", value.span,
                                     help="expected one of " + ", ".join(METHODS))
         return _replace(spec, method=text.upper()), None
     if isinstance(value, n.Constant) and isinstance(value.value, str) and value.value.startswith("/"):
@@ -98,16 +125,17 @@ def _apply(spec: RestSpec, keyword: n.Keyword) -> tuple[RestSpec, Diagnostic | N
     return spec, Diagnostic("E0109", "`path` must be a string starting with `/`", value.span)
 
 
-def _protocol(spec: RestSpec, value: n.Expr) -> tuple[RestSpec, Diagnostic | None]:
+def _protocol(spec: RestSpec, value: n.Expr,
+              aliases: dict[str, str]) -> tuple[RestSpec, Diagnostic | None]:
     if isinstance(value, n.Attribute) and isinstance(value.value, n.Name) \
-            and value.value.id == "APIProtocol":
+            and aliases.get(value.value.id) == API_PROTOCOL:
         if value.attr == "WEBHOOK":
             return spec, Diagnostic("E0108", "`APIProtocol.WEBHOOK` is not served by jacc",
                                     value.span, help="use `APIProtocol.HTTP` or "
                                     "`APIProtocol.WEBSOCKET`")
         if value.attr in PROTOCOLS:
             return _replace(spec, protocol=PROTOCOLS[value.attr]), None
-        return spec, _unknown_protocol(f"APIProtocol.{value.attr}", value)
+        return spec, _unknown_protocol(f"{value.value.id}.{value.attr}", value)
     if isinstance(value, n.Constant) and isinstance(value.value, str):
         if value.value.lower() in PROTOCOL_STRINGS:
             protocol = PROTOCOL_STRINGS[value.value.lower()]
@@ -116,21 +144,28 @@ def _protocol(spec: RestSpec, value: n.Expr) -> tuple[RestSpec, Diagnostic | Non
             return spec, Diagnostic("E0108", "the webhook protocol is not served by jacc",
                                     value.span)
         return spec, _unknown_protocol(value.value, value)
-    return spec, _unknown_protocol(None, value)
+    return _replace(spec, protocol=None), _unreadable(
+        "protocol", value, "`protocol=APIProtocol.WEBSOCKET` or `APIProtocol.HTTP` (or the "
+        "name `APIProtocol` is imported as), or one of \"http\", \"websocket\", \"ws\"")
 
 
-def _unknown_protocol(text: str | None, value: n.Expr) -> Diagnostic:
-    shown = f"`{text}`" if text else "this value"
-    return Diagnostic("E0104", f"unknown protocol {shown}", value.span,
+def _unknown_protocol(text: str, value: n.Expr) -> Diagnostic:
+    return Diagnostic("E0104", f"unknown protocol `{text}`", value.span,
                       help="expected `APIProtocol.HTTP`, `APIProtocol.WEBSOCKET`, "
                       "\"http\", \"websocket\" or \"ws\"")
+
+
+def _unreadable(keyword: str, value: n.Expr, write: str) -> Diagnostic:
+    return Diagnostic("E0110", f"`{keyword}` must be written out for jacc to read it",
+                      value.span, help=f"jacc reads `@restspec` when it compiles, not when "
+                      f"the program runs: write {write}")
 
 
 def _method_text(value: n.Expr) -> str | None:
     if isinstance(value, n.Constant) and isinstance(value.value, str):
         return value.value
-    if isinstance(value, n.Attribute):
-        return value.attr
+    if isinstance(value, n.Attribute) and isinstance(value.value, n.Name):
+        return value.attr  # `HTTPMethod.GET`, as Jac's examples write it
     return None
 
 

@@ -7,6 +7,7 @@ so a built module runs where only this package is installed.
 
 from __future__ import annotations
 
+from .lambdas import make_lambda
 from .walker import (
     APIProtocol,
     Disengage,
@@ -32,6 +33,7 @@ __all__ = [
     "entry",
     "exit",
     "field",
+    "make_lambda",
     "report",
     "run",
     "spawn",

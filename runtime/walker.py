@@ -49,11 +49,14 @@ class Disengage(BaseException):
 
 @dataclass(frozen=True)
 class Field:
-    """One `has` field: its name, its declared type as written, and its default."""
+    """One `has` field: its name, its declared type as written, its default, and the
+    docstring written before its `has` (the field's description in /openapi.json and
+    /asyncapi.json)."""
 
     name: str
     type: str
     default_factory: Callable[[], Any] | None = None
+    doc: str | None = None
 
     @property
     def required(self) -> bool:
@@ -85,16 +88,19 @@ class WalkerSpec:
 class _FieldDecl:
     """A class-body placeholder for a field, replaced by the spec at class creation."""
 
-    __slots__ = ("type", "default_factory")
+    __slots__ = ("type", "default_factory", "doc")
 
-    def __init__(self, type: str, default_factory: Callable[[], Any] | None) -> None:
+    def __init__(self, type: str, default_factory: Callable[[], Any] | None,
+                 doc: str | None) -> None:
         self.type = type
         self.default_factory = default_factory
+        self.doc = doc
 
 
-def field(type: str, default_factory: Callable[[], Any] | None = None) -> Any:
+def field(type: str, default_factory: Callable[[], Any] | None = None, *,
+          doc: str | None = None) -> Any:
     """Declare a `has` field; `default_factory` runs once per instance."""
-    return _FieldDecl(type, default_factory)
+    return _FieldDecl(type, default_factory, doc)
 
 
 def entry(function: Callable) -> Callable:
@@ -197,7 +203,7 @@ def _collect_fields(cls: type) -> tuple[Field, ...]:
             inherited[f.name] = f
     for name, value in list(vars(cls).items()):
         if isinstance(value, _FieldDecl):
-            inherited[name] = Field(name, value.type, value.default_factory)
+            inherited[name] = Field(name, value.type, value.default_factory, value.doc)
             # The instance attribute set in __init__ must not be shadowed.
             delattr(cls, name)
     return tuple(inherited.values())
@@ -220,6 +226,9 @@ async def spawn(walker: Walker) -> list:
     """Run a walker at the root: entry abilities, then exit abilities; return its reports.
 
     Works for async and non-async walkers alike; from synchronous code use `run`.
+    Whatever the walker raises leaves with its traceback at the `.jac` lines,
+    BaseExceptions too (`SystemExit`, a `CancelledError`): telling a failure
+    from a cancellation is the caller's business, which knows who cancelled.
     """
     try:
         for ability in walker.__jacc_spec__.abilities:
@@ -228,7 +237,26 @@ async def spawn(walker: Walker) -> list:
                 await result
     except Disengage:
         pass
-    except Exception as exc:
+    except BaseException as exc:
+        raise relocate(exc)
+    return walker._jacc_reports
+
+
+def walk(walker: Walker) -> list:
+    """Run a non-async walker in the calling thread, without an event loop; return its reports.
+
+    The same semantics as `spawn`, for a walker none of whose abilities is
+    async: the server calls it in a worker thread.
+    """
+    spec = walker.__jacc_spec__
+    if spec.is_async:
+        raise TypeError(f"walker {spec.name} has async abilities: use `await spawn(walker)`")
+    try:
+        for ability in spec.abilities:
+            ability(walker)
+    except Disengage:
+        pass
+    except BaseException as exc:
         raise relocate(exc)
     return walker._jacc_reports
 
@@ -241,4 +269,6 @@ def run(walker: Walker) -> list:
         pass  # no loop running: the normal case
     else:
         raise RuntimeError("run() was called inside an event loop: use `await spawn(walker)`")
+    if not walker.__jacc_spec__.is_async:
+        return walk(walker)  # no event loop needed
     return asyncio.run(spawn(walker))

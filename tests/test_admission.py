@@ -32,8 +32,8 @@ def admit(query: bytes = b"", *, public: bool = False, others: int = 0, then=Non
 
         registry = ConnectionRegistry()
         for _ in range(others):
-            registry.add(Connection(send, "Chat", queue_frames=1, send_timeout=1.0))
-        connection = Connection(send, "Chat", queue_frames=4, send_timeout=1.0)
+            registry.add(Connection(send, "Chat", queue_bytes=1, send_timeout=1.0))
+        connection = Connection(send, "Chat", queue_bytes=1024, send_timeout=1.0)
         loop = asyncio.get_running_loop()
         admission = Admission(
             connection,

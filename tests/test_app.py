@@ -7,6 +7,7 @@ These are in-process unit tests; tests/e2e/ proves the same against a real
 from __future__ import annotations
 
 import json
+import threading
 import time
 import warnings
 from dataclasses import replace
@@ -635,3 +636,62 @@ def test_one_address_gets_max_connections_per_ip_websockets(tokens):
         assert app.registry.address_count("testclient") == 0
         with client.websocket_connect("/ws/EchoMessage") as ws:  # the slot was released
             assert send(ws, {"message": "x"})["ok"] is True
+
+
+# --- walker threads, the loop monitor and the drain ---------------------------------------
+
+
+class WhichThread(Walker, public=True):
+    @entry
+    def which(self):
+        report(self, threading.current_thread().name)
+
+
+class WhichThreadWs(Walker, protocol="websocket", public=True):
+    @entry
+    def which(self):
+        report(self, threading.current_thread().name)
+
+
+def test_non_async_walkers_run_in_the_apps_threads_on_both_transports(tokens):
+    app = JaccApp([WhichThread, WhichThreadWs], tokens=tokens)
+    with TestClient(app) as client:
+        http = client.post("/walker/WhichThread", json={}).json()["data"]["reports"]
+        with client.websocket_connect("/ws/WhichThreadWs") as ws:
+            ws_reports = send(ws, {})["data"]["reports"]
+        threads = list(app.threads._threads)
+    assert http[0].startswith("jacc-walker-") and ws_reports[0].startswith("jacc-walker-")
+    for thread in threads:  # the lifespan's end lets them go
+        thread.join(5)
+        assert not thread.is_alive()
+
+
+def test_the_lifespan_runs_the_loop_monitor(tokens):
+    app = JaccApp([EchoMessage], tokens=tokens)
+    with TestClient(app):
+        assert app.loop_monitor._thread.is_alive()
+        assert app.loop_monitor.incidents == 0
+    assert app.loop_monitor._thread is None
+
+
+def test_during_a_drain_new_requests_and_sockets_get_503(client):
+    app = client.app
+    app.drain.active = True  # what drain_walkers starts with
+    for response in (client.post("/walker/Add", json={"a": 1}), client.get("/healthz")):
+        assert response.status_code == 503
+        assert response.json()["error"] == {"code": "SERVICE_UNAVAILABLE",
+                                            "message": "server shutting down"}
+    with pytest.raises(WebSocketDenialResponse) as denied:
+        with client.websocket_connect("/ws/EchoMessage"):
+            pass
+    assert denied.value.status_code == 503
+    assert denied.value.json()["error"]["code"] == "SERVICE_UNAVAILABLE"
+
+
+def test_a_frame_on_an_open_socket_during_a_drain_gets_service_unavailable(client):
+    with client.websocket_connect("/ws/EchoMessage") as ws:
+        assert send(ws, {"message": "hi"})["ok"] is True
+        client.app.drain.active = True
+        assert send(ws, {"message": "hi"})["error"] == {
+            "code": "SERVICE_UNAVAILABLE", "message": "server shutting down", "reason": "draining"}
+        assert send(ws, {"type": "ping"})["type"] == "pong"

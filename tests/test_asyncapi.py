@@ -62,11 +62,27 @@ def test_a_walker_without_a_docstring_has_no_description() -> None:
     assert "description" not in channel
 
 
+def test_field_docstrings_become_property_descriptions(tmp_path: Path) -> None:
+    # A docstring stands before the `has` it documents (docs/language.md, "Docstrings").
+    app = tmp_path / "app.jac"
+    app.write_text('\n"""The app."""\n\n"""Shouts."""\n'
+                   '@restspec(protocol=APIProtocol.WEBSOCKET)\nasync walker : pub Shout {\n'
+                   '    """\n    What to shout,\n    indented.\n    """\n    has words: str;\n'
+                   '    has times: int = 1;\n}\n', encoding="utf-8")
+    channel = _document(app)["channels"]["Shout"]
+    assert channel["description"] == "Shouts."
+    properties = channel["messages"]["request"]["payload"]["properties"]
+    assert properties["words"]["description"] == "What to shout,\nindented."
+    assert "description" not in properties["times"]
+    assert properties["words"]["type"] == "string"
+
+
 def test_request_schema_comes_from_the_declared_types() -> None:
     payload = _document()["channels"]["ChatRoom"]["messages"]["request"]["payload"]
     assert payload["required"] == ["message"]
     assert payload["additionalProperties"] is False
-    assert payload["properties"]["message"] == {"type": "string", "x-jacc-type": "str"}
+    assert payload["properties"]["message"] == {"type": "string", "x-jacc-type": "str",
+                                                "description": "What to say."}
     assert payload["properties"]["sender"]["default"] == "anonymous"
     # `token` may come in any frame and is taken out before the walker sees the fields.
     assert "token" in payload["properties"]

@@ -234,7 +234,6 @@ UNSUPPORTED = [
     ("here", "walker W {\n    can go with entry {\n        report here;\n    }\n}"),
     ("visitor", "def f() {\n    return visitor;\n}"),
     ("ignore", "walker W {\n    can go with entry {\n        ignore [a];\n    }\n}"),
-    ("lambda", "glob key = lambda x: x;"),
     ("yield", "def gen() {\n    yield 1;\n}"),
     ("pass", "def nothing() {\n    pass;\n}"),
 ]
@@ -358,7 +357,10 @@ def test_names_defined_at_module_level_are_known(definition: str) -> None:
     "return [i for i in range(3)];",
     "return {k: v for (k, v) in {}.items()};",
     "return len(print);",
-    "global counter; counter = 2; return counter;",
+    "counter = 2; return counter;",
+    "counter += 2; return counter;",
+    "counter: int = 2; return counter;",
+    "f = lambda (q: int) { counter = q; }; f(1); return counter;",
 ])
 def test_local_names_are_known(body: str) -> None:
     _accepted(f"\nglob counter = 0;\ndef f(p: int = 1) {{\n    {body}\n}}\n")
@@ -551,3 +553,128 @@ def test_a_nested_def_is_named_as_unsupported() -> None:
     [diagnostic] = _diagnostics("\ndef f() {\n    def g() { return 1; }\n    return g();\n}\n")
     assert diagnostic.code == "E0901"
     assert "`def` inside a function or ability is not supported" in diagnostic.message
+
+
+# ---------------------------------------------------------------- Jac's own rules
+
+
+@pytest.mark.parametrize("snippet", [
+    "if x { x }",
+    "for i in [x] { i }",
+    "while x { x = 0; x }",
+    "try { x } finally { }",
+    "try { } except Exception { x }",
+    "if x { } else { x + 1 }",
+])
+def test_an_expression_without_semicolon_inside_a_block_is_e0005(snippet: str) -> None:
+    text = f"\ndef f(x: int) -> int {{\n    {snippet}\n    return 0;\n}}\n"
+    [diagnostic] = _diagnostics(text)
+    assert diagnostic.code == "E0005" and diagnostic.span.line == 3
+    line = text.split("\n")[2]
+    assert line[diagnostic.span.column - 2] in "xi1"  # just after the expression
+
+
+@pytest.mark.parametrize("body", ["x", "x + 1", "(x, x)", "f(x)", "[i for i in [x]]",
+                                  "lambda { x }", "x if x else 0"])
+def test_a_final_expression_is_accepted(body: str) -> None:
+    _accepted(f"\ndef f(x: int) -> any {{\n    y = 1;\n    {body}\n}}\n")
+
+
+@pytest.mark.parametrize(("snippet", "message"), [
+    ("1 + not 0", "`not` cannot follow `+`"),
+    ("a == not b", "`not` cannot follow `==`"),
+    ("a is not not b", "`not` cannot follow `is not`"),
+    ("a not in not b", "`not` cannot follow `not in`"),
+    ("a < not b", "`not` cannot follow `<`"),
+    ("-not a", "`not` cannot follow `-`"),
+    ("a ** not b", "`not` cannot follow `**`"),
+])
+def test_not_after_an_operator_is_a_syntax_error_as_in_python(snippet: str, message: str) -> None:
+    with pytest.raises(SyntaxError):
+        compile(snippet, "python", "eval")
+    text = f"\ndef f(a: bool, b: list) -> bool {{\n    return {snippet};\n}}\n"
+    [diagnostic] = _diagnostics(text)
+    assert (diagnostic.code, diagnostic.message) == ("E0001", message)
+    assert text.split("\n")[2][diagnostic.span.column - 1:].startswith("not")
+    assert "parentheses" in diagnostic.help
+
+
+@pytest.mark.parametrize("snippet", ["not a == b", "a and not b", "not not a", "not -a",
+                                     "a if not b else not a", "[not a, not b]"])
+def test_not_where_python_allows_it(snippet: str) -> None:
+    _accepted(f"\ndef f(a: int, b: int) -> any {{\n    return {snippet};\n}}\n")
+
+
+def test_await_stands_before_a_primary() -> None:
+    text = "\nasync def f(a: int) -> int {\n    return await -a;\n}\n"
+    [diagnostic] = _diagnostics(text)
+    assert diagnostic.code == "E0001" and "await" in diagnostic.message
+
+
+@pytest.mark.parametrize(("decorator", "code"), [
+    ("@restspec(protocol=PROTOCOL)", "E0110"),
+    ("@restspec(protocol=PROTOCOL, broadcast=True)", "E0110"),
+    ("@restspec(protocol=make(), broadcast=True)", "E0110"),
+    ("@restspec(protocol=Other.WEBSOCKET, broadcast=True)", "E0110"),
+    ("@restspec(method=VERB)", "E0110"),
+    ("@restspec(broadcast=FLAG)", "E0106"),
+    ("@restspec(protocol=AP.GRPC)", "E0104"),
+])
+def test_a_restspec_value_jacc_cannot_read_is_one_clear_diagnostic(decorator: str,
+                                                                   code: str) -> None:
+    text = ("\nimport from jaclang.runtimelib.server { APIProtocol as AP }\n"
+            "glob PROTOCOL = AP.WEBSOCKET, VERB = \"GET\", FLAG = True, Other = AP;\n"
+            "def make() -> any { return AP.HTTP; }\n"
+            f"{decorator}\nwalker : pub Chat {{}}\n")  # not async: no E0101 either
+    [diagnostic] = _diagnostics(text)
+    assert diagnostic.code == code, diagnostic
+    assert "this value" not in diagnostic.message
+    assert "write" in diagnostic.help or "expected" in diagnostic.help
+
+
+def test_the_walker_docstring_is_the_one_before_it_and_the_first_string_the_modules() -> None:
+    text = '\n"""Module."""\n"""Walker."""\nwalker : pub W {\n    """Field."""\n    has a: int;\n}\n'
+    assert _walker(text).__doc__ == "Walker."
+    assert _walker(text).__jacc_spec__.fields[0].doc == "Field."
+
+
+@pytest.mark.parametrize("text", [
+    '\ndef f() {\n    "Looks like a docstring.";\n}\n',
+    '\nwalker W {\n    can go with entry {\n        """Looks like one too.""";\n    }\n}\n',
+    '\nwalker W {\n    has a: int = 1;\n    """Documents nothing."""\n}\n',
+    '\n"""Module."""\ndef f() {}\n"""Documents nothing."""\n',
+    '\n"""Module."""\n"""Followed by another."""\n"""Walker."""\nwalker W {}\n',
+])
+def test_a_misplaced_docstring_is_w0003(text: str) -> None:
+    compiled = compile_source(text)
+    assert [w.code for w in compiled.warnings] == ["W0003"]
+
+
+@pytest.mark.parametrize("text", [
+    '\n"""Module."""\n"""Glob."""\nglob x = 1;\n',
+    '\n"""Module."""\n"""Import."""\nimport json;\n',
+    '\ndef f() -> str {\n    "a value, not a docstring"\n}\n',
+    '\nglob f = lambda { "the lambda\'s value"; };\n',
+])
+def test_strings_that_are_not_misplaced_docstrings(text: str) -> None:
+    _accepted(text)
+
+
+def test_a_python_style_docstring_without_semicolon_says_where_docstrings_go() -> None:
+    text = '\ndef f() -> int {\n    """Doc."""\n    return 1;\n}\n'
+    [diagnostic] = _diagnostics(text)
+    assert diagnostic.code == "E0001" and "docstring" in diagnostic.help
+
+
+@pytest.mark.parametrize("snippet", ["lambda x: x", "lambda: 1", "lambda (x) x"])
+def test_a_python_style_lambda_is_shown_the_jac_one(snippet: str) -> None:
+    [diagnostic] = _diagnostics(f"\nglob f = {snippet};\n")
+    assert diagnostic.code == "E0001" and "lambda (x: int) { x + 1; }" in diagnostic.help
+
+
+def test_a_lambda_is_checked_like_a_function() -> None:
+    text = ("\nwalker W {\n    can go with entry {\n"
+            "        f = lambda (a: int, a: int) { await g(); break; return undefined_name; };\n"
+            "    }\n}\n")
+    codes = sorted(d.code for d in _diagnostics(text))
+    assert codes == ["E0204", "E0301", "E0402", "E0402", "E0503"]

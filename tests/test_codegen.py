@@ -19,6 +19,7 @@ from jacc.compiler import build_file, check_file, compile_source, load_module
 from jacc.diagnostics import JacError
 from jacc.parser import parse_module
 from jacc.source import Source
+from both import both
 from positions import misplaced
 
 ROOT = Path(__file__).parent.parent
@@ -69,7 +70,9 @@ def test_chat_sample_runs(import_built, tmp_path: Path) -> None:
     assert history["total"] == 1 and history["messages"][0]["content"] == "buy **** now"
     with pytest.raises(ValueError, match="empty message"):
         jacc_runtime.run(chat.ChatRoom(message="   "))
-    assert jacc_runtime.run(chat.Stats()) == [{"messages": 1, "top_senders": ["ann"]}]
+    assert jacc_runtime.run(chat.Stats()) == [{"messages": 1, "sent": 1, "top_senders": ["ann"]}]
+    assert chat.ChatRoom.__jacc_spec__.fields[0].doc == "What to say."
+    assert chat.clean.__doc__ == "The text with each banned word starred out."
 
 
 # ---------------------------------------------------------------- determinism and header
@@ -304,3 +307,226 @@ def test_an_aliased_jac_builtin_is_bound() -> None:
     namespace: dict = {}
     exec(compile_source(source).code, namespace)
     assert jacc_runtime.run(namespace["W"]()) == [jacc_runtime.APIProtocol.WEBSOCKET]
+
+
+# ---------------------------------------------------------------- Jac's own forms, both ways
+
+
+LAMBDAS = '''
+glob SCALE = 10;
+glob triple = lambda (x: int) -> int { x * 3; };
+glob counted = lambda (x: int) {
+    hits = x + 1;
+    return hits * SCALE;
+};
+
+def keyed(pairs: list) -> list {
+    return sorted(pairs, key=lambda (p: tuple) { p[1]; });
+}
+
+def kinds() -> list {
+    no_params = lambda { 42; };
+    empty_parens = lambda () { 7 };
+    defaults = lambda (a: int, b: int = 2, *rest, c: int = 3, **named) {
+        total = a + b + c + sum(rest);
+        return [total, sorted(named)];
+    };
+    returns_none = lambda { x = 1; };
+    nested = lambda (n: int) { lambda (m: int) { n * m; }; };
+    return [no_params(), empty_parens(), defaults(1), defaults(1, 1, 1, c=0, z=9),
+            returns_none(), nested(6)(7), triple(2), counted(1)];
+}
+
+def in_every_position(xs: list) -> list {
+    picked = [f(3) for f in [lambda (v: int) { v + 1; }, lambda (v: int) { w = v; return w * 2; }]];
+    chosen = (lambda { "yes" }) if xs else (lambda { n = "no"; return n; });
+    table = {"k": lambda (q: int) { r = q * q; return r; }};
+    called = (lambda (a: int) { b = a; return b; })(5);
+    negated = list(map(lambda (x: int) { y = -x; return y; }, xs));
+    return [picked, chosen(), table["k"](4), called, negated];
+}
+
+def fresh_each_time() -> list {
+    made = [];
+    for i in range(2) {
+        made.append(lambda (d: int = i) { e = d; return e; });
+    }
+    return [made[0](), made[1](), made[0] is made[1], made[0].__name__];
+}
+
+walker : pub Sorter {
+    has names: list = ["bob", "al"];
+    has key: any = lambda (s: str) { n = len(s); return n; };
+
+    can go with entry {
+        report sorted(self.names, key=lambda (s: str) { len(s); });
+        report sorted(self.names, key=self.key);
+        report [(lambda { self.names[0] })()];
+    }
+}
+'''
+
+
+def test_lambdas_in_every_form_and_position(tmp_path: Path) -> None:
+    for module in both(LAMBDAS, tmp_path):
+        assert module.keyed([("a", 2), ("b", 1)]) == [("b", 1), ("a", 2)]
+        assert module.kinds() == [42, 7, [6, []], [3, ["z"]], None, 42, 6, 20]
+        assert module.in_every_position([1, -2]) == [[4, 6], "yes", 16, 5, [-1, 2]]
+        assert module.fresh_each_time() == [0, 1, False, "<lambda>"]
+        assert jacc_runtime.run(module.Sorter()) == [["al", "bob"], ["al", "bob"], ["bob"]]
+        assert module.Sorter().key is not module.Sorter().key  # a default per instance
+
+
+def test_a_one_value_lambda_is_pythons_lambda_and_a_longer_one_a_def() -> None:
+    tree = compile_source(LAMBDAS).tree
+    keyed = next(s for s in tree.body if isinstance(s, ast.FunctionDef) and s.name == "keyed")
+    assert any(isinstance(node, ast.Lambda) for node in ast.walk(keyed))
+    kinds = next(s for s in tree.body if isinstance(s, ast.FunctionDef) and s.name == "kinds")
+    made = [s.name for s in kinds.body if isinstance(s, ast.FunctionDef)]
+    assert made and all(name.startswith("_jacc_lambda_") for name in made)
+    # A glob's lambda with statements is made at module level, before the glob.
+    names = [s.name for s in tree.body if isinstance(s, ast.FunctionDef)]
+    assert names.index("_jacc_lambda_1") < names.index("keyed")
+
+
+TAILS = '''
+def plus(a: int, b: int) -> int {
+    a + b
+}
+
+def pick(x: int) -> str {
+    if x > 0 { return "positive"; }
+    "not positive"
+}
+
+def pair() -> tuple {
+    1, 2
+}
+
+async def later(x: int) -> int {
+    x * 2
+}
+
+walker : pub W {
+    def twice(x: int) -> int { x * 2 }
+    async can go with entry {
+        report [plus(1, 2), pick(1), pick(-1), pair(), self.twice(4), await later(5)];
+        report [(lambda { 9 })(), (lambda (a: int) { b = a; b + 1 })(1)];
+    }
+}
+'''
+
+
+def test_a_final_expression_without_semicolon_is_the_return_value(tmp_path: Path) -> None:
+    for module in both(TAILS, tmp_path):
+        assert jacc_runtime.run(module.W()) == [[3, "positive", "not positive", (1, 2), 8, 10],
+                                               [9, 2]]
+
+
+DOCSTRINGS = '''
+"""The module."""
+
+"""A walker."""
+@restspec(method="GET")
+walker : pub W {
+    """A field."""
+    has a: int = 1, b: int = 2;
+    static has c: int = 0;
+
+    """An ability."""
+    can go with entry {
+        report "go";
+    }
+
+    """A method."""
+    def m() -> str { "m" }
+}
+
+"""A function."""
+def f() -> int {
+    "Not a docstring: a statement (W0003).";
+    return 1;
+}
+'''
+
+
+def test_docstrings_document_what_follows_them(tmp_path: Path) -> None:
+    compiled = compile_source(DOCSTRINGS)
+    assert [w.code for w in compiled.warnings] == ["W0003"]
+    for module in both(DOCSTRINGS, tmp_path):
+        assert module.__doc__ == "The module."
+        assert module.W.__doc__ == "A walker."
+        assert [f.doc for f in module.W.__jacc_spec__.fields] == ["A field.", "A field."]
+        assert module.W.go.__doc__ == "An ability."
+        assert module.W.m.__doc__ == "A method."
+        assert module.f.__doc__ == "A function." and module.f() == 1
+
+
+def test_a_string_opening_a_body_is_no_docstring(tmp_path: Path) -> None:
+    text = '\ndef f() -> int {\n    "Just a string.";\n    return 1;\n}\n'
+    for module in both(text, tmp_path):
+        assert module.f.__doc__ is None and module.f() == 1
+
+
+def test_starred_targets_in_parentheses(tmp_path: Path) -> None:
+    text = ("\ndef f(xs: list) -> list {\n    (a, *b) = xs;\n    *c, d = xs;\n"
+            "    (e, *f2, g) = xs;\n    [h, *i] = xs;\n    t = (*xs, 0);\n"
+            "    for (j, *k) in [xs] { }\n    return [a, b, c, d, e, f2, g, h, i, t, j, k];\n}\n")
+    for module in both(text, tmp_path):
+        xs = [1, 2, 3]
+        assert module.f(xs) == [1, [2, 3], [1, 2], 3, 1, [2], 3, 1, [2, 3], (1, 2, 3, 0), 1,
+                                [2, 3]]
+
+
+@pytest.mark.parametrize("spelling", [
+    "import from jaclang.runtimelib.server { APIProtocol as AP }",
+    "import from jaclang.runtimelib.server { APIProtocol as AP, restspec as rs }",
+    "import from jaclang { APIProtocol as AP }",
+])
+def test_restspec_reads_apiprotocol_under_another_name(spelling: str, tmp_path: Path) -> None:
+    decorator = "@rs" if "rs" in spelling.split("{")[1] else "@restspec"
+    text = (f"\n{spelling}\n{decorator}(protocol=AP.WEBSOCKET, broadcast=True)\n"
+            "async walker : pub Chat { async can go with entry { report AP.HTTP.value; } }\n")
+    assert compile_source(text).warnings == []
+    for module in both(text, tmp_path):
+        spec = module.Chat.__jacc_spec__
+        assert (spec.protocol, spec.broadcast) == ("websocket", True)
+        assert jacc_runtime.run(module.Chat()) == ["http"]
+
+
+def test_named_escapes_and_backslashes_in_f_strings(tmp_path: Path) -> None:
+    text = ('\ndef f(x: int) -> list {\n    return [f"\\N{BULLET} {x}", f"{x:\\N{BULLET}>4}", '
+            'f"\\{x}", rf"\\N{x}", f"\\\\N{x}", f"{x:{x}}", f"a\\N{EM DASH}b"];\n}\n')
+    x = 6
+    expected = [f"\N{BULLET} {x}", f"{x:\N{BULLET}>4}", "\\6", "\\N6", "\\N6", f"{x:{x}}",
+                "a\N{EM DASH}b"]
+    for module in both(text, tmp_path):
+        assert module.f(x) == expected
+
+
+def test_comprehensions_holding_lambdas_with_statements(tmp_path: Path) -> None:
+    # Each kind of comprehension, written out as a function so that the lambda is made
+    # per item in the comprehension's scope; `if`s and inner loops keep their order.
+    text = '''
+async def double(v: int) -> int { v * 2 }
+
+def kinds(xs: list) -> list {
+    made = lambda (v: int) { w = v + 1; return w; };
+    listed = [(lambda { y = i * j; return y; })() for i in xs if i > 0 for j in [i] if j < 3];
+    sets = {(lambda { y = i % 2; return y; })() for i in xs};
+    dicts = {i: (lambda { y = -i; return y; })() for i in xs};
+    gen = ((lambda { y = i; return y; })() for i in xs);
+    return [listed, sets, dicts, list(gen), [made(i) for i in xs]];
+}
+
+async def awaited(xs: list) -> list {
+    return [await double((lambda { y = i; return y; })()) for i in xs];
+}
+
+walker : pub W {
+    async can go with entry { report [kinds([0, 1, 2, 3]), await awaited([1, 2])]; }
+}
+'''
+    for module in both(text, tmp_path):
+        assert jacc_runtime.run(module.W()) == [
+            [[[1, 4], {0, 1}, {0: 0, 1: -1, 2: -2, 3: -3}, [0, 1, 2, 3], [1, 2, 3, 4]], [2, 4]]]

@@ -70,10 +70,10 @@ token_ttl_seconds = 60
 
 
 def test_explicit_config_file_replaces_the_one_beside_the_app(tmp_path: Path) -> None:
-    app = _app(tmp_path, "[websocket]\nsend_queue_frames = 1\n")
+    app = _app(tmp_path, "[websocket]\nsend_queue_bytes = 1\n")
     other = tmp_path / "other.toml"
-    other.write_text("[websocket]\nsend_queue_frames = 2\n")
-    assert load_config(app, other, environ={}).websocket.send_queue_frames == 2
+    other.write_text("[websocket]\nsend_queue_bytes = 2\n")
+    assert load_config(app, other, environ={}).websocket.send_queue_bytes == 2
 
 
 def test_environment_overrides_toml(tmp_path: Path) -> None:
@@ -186,7 +186,7 @@ def test_zero_from_environment_names_key_and_variable(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("line, key", [
     ("max_message_bytes = 0", "websocket.max_message_bytes"),
-    ("send_queue_frames = -1", "websocket.send_queue_frames"),
+    ("send_queue_bytes = -1", "websocket.send_queue_bytes"),
     ("heartbeat_seconds = 0", "websocket.heartbeat_seconds"),
     ("messages_per_second = -0.5", "websocket.messages_per_second"),
     ("walker_timeout_seconds = inf", "websocket.walker_timeout_seconds"),
@@ -412,3 +412,65 @@ def test_login_and_refresh_settings(tmp_path: Path) -> None:
 ])
 def test_bad_login_and_refresh_settings(tmp_path: Path, toml: str, want: str) -> None:
     assert want in str(_error(_app(tmp_path, toml)))
+
+
+def test_drain_seconds_from_environment(tmp_path: Path) -> None:
+    assert load_config(_app(tmp_path), environ={}).server.drain_seconds == 5.0
+    environ = {"JACC_SERVER_DRAIN_SECONDS": "2.5"}
+    assert load_config(_app(tmp_path), environ=environ).server.drain_seconds == 2.5
+    with pytest.raises(ConfigError, match="server.drain_seconds must be a number > 0, got 0"):
+        load_config(_app(tmp_path), environ={"JACC_SERVER_DRAIN_SECONDS": "0"})
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("10.0.0.0/8, 127.0.0.1", ("10.0.0.0/8", "127.0.0.1")),
+    ('["::1", "fd00::/8"]', ("::1", "fd00::/8")),
+    ("*", ("*",)),
+])
+def test_forwarded_allow_ips_take_addresses_and_networks(tmp_path: Path, text: str,
+                                                         expected: tuple[str, ...]) -> None:
+    environ = {"JACC_SERVER_FORWARDED_ALLOW_IPS": text}
+    assert load_config(_app(tmp_path), environ=environ).server.forwarded_allow_ips == expected
+
+
+@pytest.mark.parametrize("text", ["nginx", "10.0.0.1/8", "*, 10.0.0.1", "", "300.1.1.1"])
+def test_forwarded_allow_ips_that_would_trust_no_one_are_refused(tmp_path: Path,
+                                                                 text: str) -> None:
+    # uvicorn would read each of these as a literal that never matches a peer.
+    with pytest.raises(ConfigError) as caught:
+        load_config(_app(tmp_path), environ={"JACC_SERVER_FORWARDED_ALLOW_IPS": text})
+    assert caught.value.key == "server.forwarded_allow_ips"
+
+
+def test_operations_settings_defaults_and_layers(tmp_path: Path) -> None:
+    app = _app(tmp_path, '[server]\nlog_format = "json"\nssl_certfile = "tls/cert.pem"\n'
+                         'proxy_headers = true\nroot_path = "/chat"\nmetrics = false\n')
+    server = load_config(app, environ={"JACC_SERVER_LOG_LEVEL": "WARNING"}).server
+    assert (server.log_format, server.log_level, server.metrics) == ("json", "warning", False)
+    assert server.ssl_certfile == tmp_path / "tls" / "cert.pem"  # beside the app
+    assert server.ssl_keyfile is None and server.proxy_headers is True
+    assert server.root_path == "/chat"
+    environ = {"JACC_SERVER_SSL_CERTFILE": "", "JACC_SERVER_PROXY_HEADERS": "off"}
+    server = load_config(app, environ=environ).server
+    assert server.ssl_certfile is None and server.proxy_headers is False  # env turns off
+    (tmp_path / "other").mkdir()
+    defaults = load_config(_app(tmp_path / "other"), environ={}).server
+    assert defaults.proxy_headers is False and defaults.forwarded_allow_ips == ("127.0.0.1",)
+    assert (defaults.metrics, defaults.log_format, defaults.log_level) == (True, "text", "info")
+
+
+@pytest.mark.parametrize("key, text", [
+    ("JACC_SERVER_LOG_FORMAT", "xml"), ("JACC_SERVER_LOG_LEVEL", "loud"),
+    ("JACC_SERVER_ROOT_PATH", "chat"), ("JACC_SERVER_ROOT_PATH", "/chat/"),
+    ("JACC_SERVER_ROOT_PATH", "/a b"), ("JACC_SERVER_METRICS", "maybe"),
+])
+def test_bad_operations_values_name_the_key(tmp_path: Path, key: str, text: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(_app(tmp_path), environ={key: text})
+    assert caught.value.key == "server." + key.removeprefix("JACC_SERVER_").lower()
+
+
+def test_send_queue_frames_is_refused_naming_its_replacement(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(_app(tmp_path, "[websocket]\nsend_queue_frames = 256\n"), environ={})
+    assert "replaced by websocket.send_queue_bytes" in str(caught.value)

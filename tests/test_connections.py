@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
-from jacc_runtime.server.ws.connections import Connection, ConnectionRegistry
+from jacc_runtime.server.ws import connections as connections_module
+from jacc_runtime.server.ws.connections import (
+    QUEUE_FULL,
+    SEND_TIMED_OUT,
+    Connection,
+    ConnectionRegistry,
+    frame_bytes,
+)
 from jacc_runtime.server.protocol import CLOSE_GOING_AWAY, CLOSE_TOO_SLOW
 
 
@@ -30,8 +37,10 @@ class FakeSocket:
         return closes[0] if closes else None
 
 
-def connection(socket: FakeSocket, walker="Chat", queue_frames=4, send_timeout=5.0) -> Connection:
-    return Connection(socket.send, walker, queue_frames=queue_frames, send_timeout=send_timeout)
+def connection(socket: FakeSocket, walker="Chat", queue_bytes=1024, send_timeout=5.0,
+               **options) -> Connection:
+    return Connection(socket.send, walker, queue_bytes=queue_bytes, send_timeout=send_timeout,
+                      **options)
 
 
 def test_replies_and_broadcasts_keep_their_order():
@@ -55,7 +64,7 @@ def test_overflow_closes_with_4408_and_drops_the_backlog():
     async def scenario():
         socket = FakeSocket()
         socket.writable.clear()  # the peer stopped reading
-        conn = connection(socket, queue_frames=3)
+        conn = connection(socket, queue_bytes=3)
         sender = conn.start()
         for i in range(10):
             conn.enqueue(str(i))
@@ -78,13 +87,128 @@ def test_a_stuck_send_times_out_with_4408_then_lets_go():
         sender = conn.start()
         conn.enqueue("never delivered")
         await asyncio.sleep(0.08)
-        assert conn.close_code == CLOSE_TOO_SLOW
+        assert conn.close_code == CLOSE_TOO_SLOW and conn.slow_reason == SEND_TIMED_OUT
         # It cannot even take the close frame: the sender gives up after one more period.
         await asyncio.wait((sender,), timeout=1)
         assert sender.done() and conn.disconnected
         conn.dispose()
 
     asyncio.run(scenario())
+
+
+def test_the_bound_is_in_bytes_of_utf8():
+    async def scenario():
+        socket = FakeSocket()
+        socket.writable.clear()
+        conn = connection(socket, queue_bytes=10)
+        sender = conn.start()
+        conn.enqueue("in flight")
+        await asyncio.sleep(0)  # the sender took it: being sent, it is no longer in the queue
+        conn.enqueue("ééé")  # 3 characters, 6 bytes
+        conn.enqueue("abcd")
+        assert conn.queued_bytes == 10 and conn.queue_fill() == 1.0
+        assert conn.close_code is None  # exactly at the bound is within it
+        conn.enqueue("x")
+        assert conn.close_code == CLOSE_TOO_SLOW and conn.slow_reason == QUEUE_FULL
+        assert conn.queued_bytes == 0  # the backlog is dropped
+        socket.writable.set()
+        await asyncio.wait_for(sender, 1)
+        return socket
+
+    socket = asyncio.run(scenario())
+    assert socket.texts == ["in flight"]
+    assert socket.close["code"] == CLOSE_TOO_SLOW
+
+
+def test_a_frame_larger_than_the_bound_fits_an_empty_queue():
+    async def scenario():
+        socket = FakeSocket()
+        socket.writable.clear()
+        conn = connection(socket, queue_bytes=10)
+        sender = conn.start()
+        conn.enqueue("in flight")
+        await asyncio.sleep(0)
+        conn.enqueue("y" * 50)  # a reader that keeps up is never closed for one frame
+        assert conn.close_code is None and conn.queue_fill() == 5.0
+        conn.enqueue("z")  # but nothing more until it is read
+        assert conn.close_code == CLOSE_TOO_SLOW
+        socket.writable.set()
+        await asyncio.wait_for(sender, 1)
+
+    asyncio.run(scenario())
+
+
+def test_queue_fill_falls_as_frames_go_out():
+    async def scenario():
+        socket = FakeSocket()
+        socket.writable.clear()
+        conn = connection(socket, queue_bytes=100)
+        sender = conn.start()
+        conn.enqueue("busy")
+        await asyncio.sleep(0)
+        for _ in range(5):
+            conn.enqueue("x" * 10)
+        assert conn.queue_fill() == 0.5
+        socket.writable.set()
+        await asyncio.sleep(0.01)
+        assert conn.queue_fill() == 0.0 and conn.queued_bytes == 0
+        conn.close(CLOSE_GOING_AWAY)
+        await asyncio.wait_for(sender, 1)
+
+    asyncio.run(scenario())
+
+
+def test_frame_bytes_counts_utf8():
+    assert frame_bytes("abc") == 3
+    assert frame_bytes("é") == 2 and frame_bytes("€") == 3 and frame_bytes("😀") == 4
+
+
+def test_a_broadcast_is_measured_once_and_counted_in_every_queue(monkeypatch):
+    measured = []
+
+    def counting(frame: str) -> int:
+        measured.append(frame)
+        return frame_bytes(frame)
+
+    async def scenario():
+        registry = ConnectionRegistry()
+        sockets = [FakeSocket() for _ in range(5)]
+        conns = [connection(s, queue_bytes=10_000) for s in sockets]
+        for socket, conn in zip(sockets, conns):
+            socket.writable.clear()
+            registry.add(conn)
+            registry.admit(conn)
+        monkeypatch.setattr(connections_module, "frame_bytes", counting)
+        registry.deliver("Chat", "ü" * 1000)
+        assert len(measured) == 1  # not once per queue
+        assert [c.queued_bytes for c in conns] == [2000] * 5
+        assert registry.queued_bytes() == (10_000, 2000)
+        for conn in conns:
+            conn.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_each_frame_written_is_counted():
+    class Counted:
+        sent = 0
+
+        def frame_out(self) -> None:
+            self.sent += 1
+
+    async def scenario():
+        socket = FakeSocket()
+        metrics = Counted()
+        conn = connection(socket, metrics=metrics)
+        sender = conn.start()
+        await conn.reply("1")
+        conn.enqueue("2")
+        conn.close(CLOSE_GOING_AWAY)
+        await asyncio.wait_for(sender, 1)
+        assert conn.metrics is metrics
+        return metrics.sent
+
+    assert asyncio.run(scenario()) == 2  # the close frame is not a frame of the walker's
 
 
 def test_frames_after_a_close_are_dropped():

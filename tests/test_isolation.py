@@ -19,10 +19,13 @@ import from jaclang.runtimelib.server { APIProtocol }
 import from collections { Counter }
 import json;
 
-glob GREETING = "hello", seen: list = [];
+glob GREETING = "hello", seen: list = [], shouted = 0;
 
+"""A docstring, and a glob rebound without a declaration."""
 def shout(text: str) -> str {
-    return text.upper() + "!";
+    shouted += 1;
+    loud = lambda (t: str) { louder = t.upper(); return louder + "!"; };
+    loud(text)
 }
 
 async def later(x: int) -> int {
@@ -55,7 +58,7 @@ async walker : pub Chat(Base) {
 
 @restspec(method="GET")
 walker : pub Stats {
-    can go with entry { report [w for w in seen if w]; }
+    can go with entry { report [w for w in seen if (lambda { kept = w; return kept; })()]; }
 }
 '''
 

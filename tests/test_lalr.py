@@ -6,6 +6,7 @@ of its own that uses each of Lark's ways of shaping a tree."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from jacc import parser
 from jacc.diagnostics import JacError
 from jacc.lalr import Driver, Rejected
 from jacc.lexer import BAD, JacLexer
+from jacc.source import Span
 from test_properties import (CORPUS, SCALE, mutation, random_program, splice, token_soup,
                              truncation)
 
@@ -32,9 +34,9 @@ FILES = sorted(
 
 
 def _outcome(run: Any) -> tuple:
-    """What a parse gave: its value, or where it stopped."""
+    """What a parse gave: its value spelled out, or where it stopped."""
     try:
-        return ("value", run())
+        return ("value", _spelled_out(run()))
     except Rejected as rejected:
         return ("rejected", rejected.kind, None if rejected.kind == "$END" else rejected.position)
     except UnexpectedCharacters as error:
@@ -45,17 +47,30 @@ def _outcome(run: Any) -> tuple:
         return ("rejected", kind, None if kind == "$END" else error.token.start_pos)
 
 
-def _token_fields(value: Any) -> Any:
-    """A tree with every token spelled out, position included (Token's `==`
+def _spelled_out(value: Any) -> list:
+    """Nodes, trees and tokens as a flat list, walked without recursion (a program may
+    nest thousands deep, jacc.depth); tokens with every position (Token's `==`
     compares only the text)."""
-    if isinstance(value, Token):
-        return ("token", value.type, value.value, value.start_pos, value.line, value.column,
-                value.end_line, value.end_column, value.end_pos)
-    if isinstance(value, Tree):
-        return ("tree", value.data, [_token_fields(child) for child in value.children])
-    if isinstance(value, (list, tuple)):
-        return [_token_fields(item) for item in value]
-    return value
+    out: list = []
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, Token):
+            out.append(("token", item.type, item.value, item.start_pos, item.line, item.column,
+                        item.end_line, item.end_column, item.end_pos))
+        elif isinstance(item, Tree):
+            out.append(("tree", item.data, len(item.children)))
+            pending.extend(reversed(item.children))
+        elif isinstance(item, (list, tuple)) and not isinstance(item, Span):
+            out.append((type(item).__name__, len(item)))
+            pending.extend(reversed(item))
+        elif dataclasses.is_dataclass(item):
+            fields = [getattr(item, f.name) for f in dataclasses.fields(item)]
+            out.append((type(item).__name__, len(fields)))
+            pending.extend(reversed(fields))
+        else:
+            out.append((type(item).__name__, item))
+    return out
 
 
 # ---------------------------------------------------------------- the Jac grammar
@@ -76,8 +91,8 @@ def assert_same_as_lark(text: str, start: str = "start") -> tuple:
     lowered = _outcome(lambda: parser._driver().parse(text, start))
     assert lowered == _outcome(lambda: parser._lark().parse(text, start=start))
     plain, driver = _tree_parser()
-    trees = _outcome(lambda: _token_fields(driver.parse(text, start)))
-    assert trees == _outcome(lambda: _token_fields(plain.parse(text, start=start)))
+    trees = _outcome(lambda: driver.parse(text, start))
+    assert trees == _outcome(lambda: plain.parse(text, start=start))
     assert (lowered[0] == "value") == (trees[0] == "value")
     return lowered
 
@@ -86,11 +101,11 @@ def assert_same_diagnostics(text: str) -> None:
     """Through `parse_module`: Lark's own error when the driver rejects."""
     source = parser.Source("app.jac", text)
     try:
-        ours = ("module", parser.parse_module(source))
+        ours = ("module", _spelled_out(parser.parse_module(source)))
     except JacError as error:
         ours = ("error", [d.as_json() for d in error.diagnostics])
     try:
-        theirs = ("module", parser._lark().parse(text, start="start"))
+        theirs = ("module", _spelled_out(parser._lark().parse(text, start="start")))
     except UnexpectedInput as error:
         diagnostics = JacError(source, parser._syntax_diagnostics(source, error)).diagnostics
         theirs = ("error", [d.as_json() for d in diagnostics])
@@ -226,8 +241,8 @@ def test_a_grammar_of_every_shape_parses_as_lark_parses_it(
     lark = Lark(SHAPES, parser="lalr", lexer=JacLexer, maybe_placeholders=placeholders,
                 transformer=transformer)
     driver = Driver(lark, JacLexer(lark.lexer_conf), transformer)
-    ours = _outcome(lambda: _token_fields(driver.parse(text, "start")))
-    assert ours == _outcome(lambda: _token_fields(lark.parse(text)))
+    ours = _outcome(lambda: driver.parse(text, "start"))
+    assert ours == _outcome(lambda: lark.parse(text))
 
 
 def test_the_grammar_of_every_shape_is_parsed_at_all() -> None:

@@ -215,7 +215,27 @@ STATEMENTS = {
     "del": "d = {};\ndel d[\"k\"];  # here",
     "f_string": "report f\"{1 / 0}\";  # here",
     "call_in_arg": "report len(\n    5);  # here-1",
+    "lambda": "report (lambda (x: int) { 1 / x; })(0);  # here",
+    "lambda_body": "report (lambda { x = 0; return 1 / x; })();  # here",
+    "lambda_in_comprehension": "report [(lambda { y = 1 / i; return y; })() for i in [0]];  # here",
+    "tail_expression": "report (lambda { 1 / 0 })();  # here",
 }
+
+
+def test_a_multi_line_lambda_names_the_line_inside_it(tmp_path: Path) -> None:
+    source = ("\n\nwalker : pub W {\n    can go with entry {\n        f = lambda (x: int) {\n"
+              "            y = x - 1;\n            return 1 / y;\n        };\n"
+              "        report f(1);\n    }\n}\n")
+    (tmp_path / "app.jac").write_text(source, encoding="utf-8")
+    build_file(tmp_path / "app.jac", tmp_path / "app.py")
+    spec = importlib.util.spec_from_file_location("jacc_test_lambda_lines", tmp_path / "app.py")
+    built = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(built)
+    for module in (built, load_module(tmp_path / "app.jac")):
+        with pytest.raises(ZeroDivisionError) as info:
+            jacc_runtime.run(module.W())
+        text = "".join(traceback.format_exception(info.value))
+        assert [line for line, _ in _jac_frames(text)] == [9, 7], text
 
 
 def _case_source(body: str) -> tuple[str, int]:

@@ -39,13 +39,13 @@ def _names(classes) -> list[str]:
 
 
 def _walk(node: n.Node):
-    """Every node below `node`, itself included."""
-    yield node
-    for field in dataclasses.fields(node):
-        value = getattr(node, field.name)
-        for item in value if isinstance(value, tuple) else (value,):
-            if isinstance(item, n.Node):
-                yield from _walk(item)
+    """Every node below `node`, itself included. Not recursive: the cases include code
+    nested as deeply as the compiler takes (e0004_*)."""
+    pending = [node]
+    while pending:
+        node = pending.pop()
+        yield node
+        pending.extend(reversed(list(n.children(node))))
 
 
 def _statement_fields() -> list[tuple[type, str]]:
@@ -93,6 +93,7 @@ def f(n: int) -> int {
 walker : pub W {
     can go with entry {
         report f(3);
+        report (lambda (n: int) { n += 1; return n; })(1);
     }
 }
 '''

@@ -36,6 +36,27 @@ def _body_schema(document: dict, name: str) -> dict:
     return operation["requestBody"]["content"]["application/json"]["schema"]
 
 
+class Documented(Walker, public=True):
+    """Finds things.
+
+    Indented lines are cleaned, as Python's help() does."""
+
+    query = field("str", doc="What to look for.")
+    limit = field("int", lambda: 10)
+
+
+def test_docstrings_become_descriptions() -> None:
+    # The walker's docstring describes the operation; a field's, its schema.
+    operation = _document(("POST", Documented))["paths"]["/walker/Documented"]["post"]
+    assert operation["description"] == "Finds things.\n\nIndented lines are cleaned, as " \
+        "Python's help() does."
+    properties = _body_schema(_document(("POST", Documented)), "Documented")["properties"]
+    assert properties["query"] == {"type": "string", "description": "What to look for."}
+    assert properties["limit"] == {"type": "integer"}
+    lookup = _document(("GET", Lookup))["paths"]["/walker/Lookup"]["get"]
+    assert "description" not in lookup
+
+
 def test_typing_spellings_get_a_real_schema() -> None:
     properties = _body_schema(_document(("POST", Search)), "Search")["properties"]
     assert properties["note"] == {"anyOf": [{"type": "string"}, {"type": "null"}]}

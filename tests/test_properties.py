@@ -4,8 +4,14 @@
     time, compiled in memory and through the built `.py` (docs/language.md).
 (b) Robustness: whatever the source text, the compiler either compiles it or raises
     `JacError` (docs/diagnostics.md: never a traceback). At least 2,000 examples in
-    all. Every node of what compiles has a valid position in the source.
+    all. Every node of what compiles has a valid position in the source. The random
+    programs use Jac's own forms (globs rebound in functions and abilities, lambdas,
+    final expressions, docstrings everywhere) and code nested up to and past
+    CPython's limits (docs/language.md, "Deep code").
 (c) Diagnostics always render, and every span lies inside the source.
+(d) Python's meaning: every expression the generators make that is Python too (all
+    but Jac's lambdas and walker names) has, in a built module, the value Python's
+    `eval` gives the same text; and where Python refuses the text, so does jacc.
 
 `JACC_PROPERTY_SCALE=20 pytest tests/test_properties.py` runs twenty times as many
 examples, for a longer hunt than CI's.
@@ -16,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from pathlib import Path
 
 import pytest
@@ -23,8 +30,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import jacc_runtime
-from jacc.codegen import module_source
+from jacc.codegen import UnwritableModule, module_source
 from jacc.compiler import Compiled, compile_source
+from jacc.depth import MAX_BLOCKS, MAX_DEPTH
 from jacc.diagnostics import CODES, JacError
 from positions import misplaced
 
@@ -89,8 +97,13 @@ def compile_or_diagnose(text: str) -> Compiled | JacError:
     # Every node placed inside the file: compile() refuses a missing position but lets
     # some wrong ones through, so check them all.
     assert misplaced(compiled.tree, text) == []
-    # What compiles must also build: the written module is valid Python.
-    built = module_source(compiled.tree, "app.jac")
+    # What compiles must also build: the written module is valid Python. Only code
+    # nested past what Python reads as source text (not what it compiles) may not.
+    try:
+        built = module_source(compiled.tree, "app.jac")
+    except UnwritableModule as error:
+        assert error.diagnostic.code == "E0004", error.diagnostic
+        return compiled
     compile(built, "app.py", "exec", dont_inherit=True)
     return compiled
 
@@ -133,12 +146,14 @@ def _program(s: str) -> str:
 glob A = {as_json};
 glob B: str = {as_repr};
 
+{triple}
 @restspec(path={json.dumps("/" + s, ensure_ascii=False)})
 walker : pub W {{
     {triple};
     has d: str = {as_ascii};
     static has e: str = {single};
 
+    {single}
     can go with entry {{
         report A;
         report B;
@@ -170,7 +185,10 @@ def test_string_literals_are_never_code(s: str) -> None:
     compiled = compile_source(source)
     for namespace in (_exec_in_memory(compiled), _exec_built(compiled)):
         assert namespace["__doc__"] == s
+        # Docstrings stand before what they document: the walker, a field, an ability.
         assert namespace["W"].__doc__ == s
+        assert namespace["W"].__jacc_spec__.fields[0].doc == s
+        assert namespace["W"].go.__doc__ == s
         assert namespace["W"].__jacc_spec__.path == "/" + s
         assert _run_walkers(namespace) == _expected(s, s)
         assert _run_walkers(namespace, d="{x}") == _expected(s, "{x}")
@@ -407,9 +425,15 @@ def _slice_parts(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
         lambda t: f"{t[0]}:{t[1]}" + ("" if t[2] is None else f":{t[2]}"))
 
 
-def _expressions(sloppy: bool, is_async: bool, bounded: bool = False) -> st.SearchStrategy[str]:
-    """Expressions; `bounded` ones are also quick to run (no `**`, no repeated strings)."""
-    names = st.sampled_from(_SLOPPY_NAMES if sloppy else _SAFE_NAMES)
+_PYTHON_NAMES = ["x", "z", "LIMIT", "len", "print", "str", "None"]
+
+
+def _expressions(sloppy: bool, is_async: bool, bounded: bool = False,
+                 python: bool = False) -> st.SearchStrategy[str]:
+    """Expressions; `bounded` ones are also quick to run (no `**`, no repeated strings);
+    `python` ones are Python's too (no Jac lambda, no walker names)."""
+    names = st.sampled_from(_PYTHON_NAMES if python else
+                            _SLOPPY_NAMES if sloppy else _SAFE_NAMES)
     atoms = st.one_of(
         names,
         st.integers(-5, 10**20).map(str),
@@ -417,7 +441,7 @@ def _expressions(sloppy: bool, is_async: bool, bounded: bool = False) -> st.Sear
         contents.map(repr),
         contents.map(lambda s: "f" + repr(s).replace("{", "{{").replace("}", "}}")),
         st.sampled_from(['f"{x}"', 'f"{x!r:>{z}}"', 'f"{x=}"', "...", "True", "[]", "{}",
-                         "()", "(1,)", "b'\\x00'", 'r"\\d"', '"""a\nb"""']),
+                         "()", "(1,)", "b'\\x00'", 'r"\\d"', '"""a\nb"""', 'f"\\N{BULLET}{x}"']),
     )
     prefixes = ["not ", "-", "+", "~"] + (["await "] if sloppy or is_async else [])
     binary = ["+", "-", "*", "/", "//", "%", "**", "@", "<<", ">>", "|", "^", "&", "and",
@@ -442,6 +466,7 @@ def _expressions(sloppy: bool, is_async: bool, bounded: bool = False) -> st.Sear
             st.lists(inner, min_size=1, max_size=3).map(lambda xs: f"{{{', '.join(xs)}}}"),
             st.tuples(inner, inner).map(lambda t: f"{{{t[0]}: {t[1]}, **{t[1]}}}"),
             st.tuples(inner, inner).map(lambda t: f"[*{t[0]}, {t[1]}]"),
+            st.tuples(inner, inner).map(lambda t: f"(*{t[0]}, {t[1]})"),
             st.tuples(inner, inner, inner).map(lambda t: f"[{t[0]} for q in {t[1]} if {t[2]}]"),
             st.tuples(inner, inner).map(lambda t: f"{{q: {t[0]} for (q, r) in {t[1]}}}"),
             st.tuples(inner, inner).map(lambda t: f"{{{t[0]} for q in {t[1]} for r in q}}"),
@@ -451,6 +476,18 @@ def _expressions(sloppy: bool, is_async: bool, bounded: bool = False) -> st.Sear
             st.tuples(inner, inner).map(lambda t: f"({t[0]}, {t[1]})"),
             st.tuples(inner, inner).map(lambda t: f"{t[0]} < {t[1]} <= {t[0]}"),
         ]
+        if not python:  # Jac's lambdas: one value, statements, in a comprehension
+            forms += [
+                st.tuples(inner, inner).map(
+                    lambda t: f"(lambda (q: any) {{ q + {t[0]}; }})({t[1]})"),
+                inner.map(lambda e: f"(lambda {{ {e} }})()"),
+                st.tuples(inner, inner).map(
+                    lambda t: f"(lambda (q: any = {t[0]}) -> any {{ r = q; x = {t[1]}; "
+                              "return r; })()"),
+                st.tuples(inner, inner).map(
+                    lambda t: f"[(lambda {{ r = q; return r; }})() for q in {t[0]} if {t[1]}]"),
+                inner.map(lambda e: f"sorted([1, 2], key=lambda (p: int) {{ -p if {e} else p; }})"),
+            ]
         if sloppy:
             forms.append(st.tuples(inner, inner).map(lambda t: f"*{t[0]}, **{t[1]}"))
         return st.one_of(forms)
@@ -461,6 +498,9 @@ def _expressions(sloppy: bool, is_async: bool, bounded: bool = False) -> st.Sear
 _SAFE_STATEMENTS = [
     "report {e};", "x = {e};", "{e};", "z: int = {e};", "x += {e};", "x, z = {e}, {e};",
     "x = z = {e};", "self.y = {e};", "x[{e}] = {e};",
+    # Globs rebound without a declaration (x and z are globs too), and a lambda's own.
+    "LIMIT = {e};", "LIMIT += 1;", "(LIMIT, *rest) = [{e}, {e}];", "del LIMIT; LIMIT = 0;",
+    "f = lambda {{ LIMIT = {e}; x += 1; }}; f();", "\"A note.\";",
     "if {e} {{ report {e}; }} elif {e} {{ report {e}; }} else {{ x = {e}; }}",
     "for (q, r) in {e} {{ if q {{ continue; }} report r; }} else {{ report {e}; }}",
     "while {e} {{ x = {e}; break; }}", "raise {e};", "raise {e} from {e};", "assert {e}, {e};",
@@ -470,8 +510,12 @@ _SAFE_STATEMENTS = [
 ]
 _SLOPPY_STATEMENTS = _SAFE_STATEMENTS + [
     "del {e};", "{e} = {e};", "global {e};", "nonlocal x;", "{e} += {e};", "break;",
-    "for {e} in {e} {{ }}", "report;", "x: = {e};",
+    "for {e} in {e} {{ }}", "report;", "x: = {e};", "global LIMIT;",
+    "if {e} {{ {e} }}", "LIMIT = {e}; LIMIT: int = 1;", "for LIMIT in [LIMIT] {{ }}",
+    "\"docstring?\" {e};",
 ]
+_DOCSTRINGS = ['"""A module."""\n', '"A walker."\n', '"""A field."""', '"An ability."',
+               '"""A method."""', '"A helper."\n']
 
 
 @st.composite
@@ -502,18 +546,71 @@ def random_program(draw: st.DrawFn, sloppy: bool | None = None, bounded: bool = 
         "", "@restspec(method=\"GET\", path=\"/x\")\n",
         "@restspec(protocol=APIProtocol.WEBSOCKET)\n" if is_async or sloppy else "",
         "@restspec(protocol=\"ws\", broadcast=True)\n" if is_async or sloppy else "",
+        "@restspec(protocol=AP.WEBSOCKET)\n" if is_async or sloppy else "",
     ]))
+    # A docstring in each place one may stand, or not; and, sloppy, where none belongs.
+    docs = [draw(st.sampled_from(["", doc])) for doc in _DOCSTRINGS]
+    stray = draw(st.sampled_from(["", '"Documents nothing.";'])) if sloppy else ""
+    # The helper returns its last expression, written without `;`, or says `return`.
+    tail = draw(st.one_of(st.just("return x;"), expressions.map(lambda e: f"({e}, x)[1]")))
     return (
-        "import from jaclang.runtimelib.server { APIProtocol }\n"
+        f"{docs[0]}"
+        "import from jaclang.runtimelib.server { APIProtocol, APIProtocol as AP }\n"
         "glob x = 0, z = 1;\n"
         f"glob LIMIT = {draw(expressions) if sloppy else 3};\n"
-        f"def helper(x: int, z: int = 1, *args, **kw) -> int {{ {helper_body} return x; }}\n"
-        f"{decorator}{prefix}walker : pub W {{\n"
-        f"    has y: int = {draw(expressions) if sloppy else '[]'};\n"
-        f"    {prefix}can go with {trigger}{event} {{ x = 1; z = 2; {body} }}\n"
-        f"    def m(a: int = {draw(expressions) if sloppy else 'x'}) {{ return self.y; }}\n"
+        f"{docs[5]}def helper(x: int, z: int = 1, *args, **kw) -> int {{ {helper_body} {tail} }}\n"
+        f"{docs[1]}{decorator}{prefix}walker : pub W {{\n"
+        f"    {docs[2]} has y: int = {draw(expressions) if sloppy else '[]'};\n"
+        f"    {docs[3]} {prefix}can go with {trigger}{event} {{ x = 1; z = 2; {body} }}\n"
+        f"    {docs[4]} def m(a: int = {draw(expressions) if sloppy else 'x'}) {{ self.y }}\n"
+        f"    {stray}\n"
         f"}}\n"
     )
+
+
+# Code as deep as CPython compiles, and deeper: each shape nested `depth` times.
+_DEEP_SHAPES = {
+    "chain": lambda d: " + ".join(["x"] * d),
+    "power": lambda d: " ** ".join(["1"] * d),
+    "prefix": lambda d: "-" * d + "x",
+    "not": lambda d: "not " * d + "x",
+    "brackets": lambda d: "[" * d + "x" + "]" * d,
+    "calls": lambda d: "abs(" * d + "x" + ")" * d,
+    "attributes": lambda d: "x" + ".real" * d,
+    "conditional": lambda d: "x if x else " * d + "x",
+    "lambdas": lambda d: "lambda { " * d + "x" + " }" * d,
+    "comprehension": lambda d: "[x " + " ".join(f"for a{i} in [x]" for i in range(d)) + "]",
+    # Fields in format specs: Python 3.11 reads two levels, `f"{x:{x}}"` (E0002 past).
+    "fstring": lambda d: 'f"' + "{x:" * (min(d, 5) - 1) + "{x" + "}" * min(d, 5) + '"',
+}
+_DEEP_BLOCKS = {
+    "if": lambda d: "if x { " * d + "x += 1;" + " }" * d,
+    "elif": lambda d: "if x == 0 { x = 1; }" + "".join(f" elif x == {i} {{ x = {i}; }}"
+                                                      for i in range(1, d)),
+    "for": lambda d: "for a in [x] { " * d + "x += 1;" + " }" * d,
+    "while": lambda d: "while x < 0 { " * d + "x += 1;" + " }" * d,
+    "try": lambda d: "try { " * d + "x += 1;" + " } finally { }" * d,
+}
+# Depths around each limit: a few, CPython's blocks (20), its source text's (99, 200), the
+# checker's (2900), and past them.
+_DEPTHS = st.one_of(st.integers(1, 30), st.sampled_from([MAX_BLOCKS, MAX_BLOCKS + 1, 98, 99,
+                    100, 199, 200, 201, MAX_DEPTH - 5, MAX_DEPTH, MAX_DEPTH + 1, 3200]),
+                    st.integers(1, MAX_DEPTH + 200))
+
+
+@st.composite
+def deep_program(draw: st.DrawFn) -> str:
+    depth = draw(_DEPTHS)
+    shape = draw(st.sampled_from(sorted(_DEEP_SHAPES) + sorted(_DEEP_BLOCKS)))
+    if shape in _DEEP_BLOCKS:
+        body = _DEEP_BLOCKS[shape](depth)
+    else:
+        body = f"report {_DEEP_SHAPES[shape](depth)};"
+    where = draw(st.sampled_from(["ability", "function"]))
+    if where == "function":
+        return f"\nglob x = 1;\ndef f() -> any {{\n    {body.replace('report', 'return')}\n}}\n"
+    return ("\nglob x = 1;\nwalker : pub W {\n    can go with entry {\n"
+            f"        {body}\n    }}\n}}\n")
 
 
 def robustness(examples: int) -> settings:
@@ -562,6 +659,16 @@ def test_arbitrary_text_compiles_or_is_diagnosed(text: str) -> None:
     compile_or_diagnose(text)
 
 
+@robustness(60)
+@given(deep_program())
+@example("\nglob x = 1;\ndef f() -> any {\n    return " + " + ".join(["x"] * 323) + ";\n}\n")
+def test_deep_code_compiles_or_is_diagnosed(text: str) -> None:
+    result = compile_or_diagnose(text)
+    if isinstance(result, JacError):
+        # Nesting is refused only where a limit is: never a syntax error of jacc's own.
+        assert {d.code for d in result.diagnostics} <= {"E0004", "E0002"}, result.render()
+
+
 def _outcome(compiled: Compiled, built: bool) -> tuple:
     text = module_source(compiled.tree, "app.jac") if built else None
     code = compile(text, "/nowhere/app.py", "exec") if built else compiled.code
@@ -582,6 +689,63 @@ def test_built_module_behaves_as_compiled_in_memory(text: str) -> None:
     result = compile_or_diagnose(text)
     if isinstance(result, Compiled):
         assert _outcome(result, built=True) == _outcome(result, built=False)
+
+
+# ---------------------------------------------------------------- (d) Python's meaning
+
+
+def _python_outcome(text: str) -> tuple:
+    try:
+        code = compile(text, "<python>", "eval", dont_inherit=True)
+    except SyntaxError as error:
+        return ("refused", error.msg)
+    return _outcome_of(lambda: eval(code, _names()))
+
+
+def _names() -> dict:
+    return {"x": 0, "z": 1, "LIMIT": 3}
+
+
+def _outcome_of(evaluate) -> tuple:
+    try:
+        value = evaluate()
+    except Exception as error:  # the expression's own failure: compared, not judged
+        return ("raised", type(error).__name__)
+    return ("value", re.sub(r" at 0x[0-9a-f]+", "", repr(value)))
+
+
+def _jac_outcome(text: str, tail: bool) -> tuple:
+    # The expression as a function's value: returned, or its body's final expression.
+    body = f"{text}" if tail else f"return {text};"
+    program = f"\nglob x = 0, z = 1, LIMIT = 3;\ndef value() -> any {{\n    {body}\n}}\n"
+    try:
+        compiled = compile_source(program)
+    except JacError as error:
+        return ("refused", error.diagnostics[0].message)
+    namespace = _exec_built(compiled)
+    return _outcome_of(namespace["value"])
+
+
+@settings(max_examples=400 * SCALE, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(_expressions(sloppy=False, is_async=False, bounded=True, python=True), st.booleans())
+@example("1 + not 0", False)
+@example("x is not not x", True)
+@example("-2 ** -1 ** 2", False)
+@example("not x == z < 1 and x or not z", True)
+@example("(x, *[z, LIMIT])", False)
+@example('f"\\N{BULLET}{x:>{z}}"', True)
+def test_expressions_mean_what_python_says(text: str, tail: bool) -> None:
+    # Operators, precedence, literals and f-strings are Python's: a built module gives
+    # the value `eval` gives, raises what it raises, and refuses what it refuses.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Python's invalid-escape warnings, both sides
+        expected, actual = _python_outcome(text), _jac_outcome(text, tail)
+    if expected[0] == "refused" and "backslash" in expected[1]:
+        return  # Jac's f-strings, like Python 3.12's, allow one (docs/language.md)
+    assert actual[0] == expected[0], (text, actual, expected)
+    if expected[0] != "refused":  # the two say why in words of their own
+        assert actual == expected, text
 
 
 def test_the_corpus_is_what_it_claims() -> None:

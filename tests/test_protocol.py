@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 
 import pytest
 from hypothesis import given, settings
@@ -24,6 +25,7 @@ from jacc_runtime.server.protocol import (
     run_walker,
     success_frame,
 )
+from jacc_runtime.server.threads import WalkerPool
 
 
 class Echo(Walker, protocol="websocket", public=True):
@@ -271,3 +273,119 @@ def test_dev_mode_without_jac_frames_adds_nothing():
         run(run_walker(WalkerBinding(Boom), {}, dev=True))  # a walker written in Python
     assert json.loads(caught.value.frame())["error"] == {
         "code": "EXECUTION_ERROR", "message": "ValueError: boom"}
+
+
+# --- failures that are not Exceptions, and cancellations -------------------------------
+
+
+class Halt(BaseException):
+    """A user's own BaseException."""
+
+
+FAILURES = [
+    (lambda: SystemExit(3), "SystemExit: 3"),
+    (KeyboardInterrupt, "KeyboardInterrupt"),
+    (asyncio.CancelledError, "CancelledError"),
+    (GeneratorExit, "GeneratorExit"),
+    (lambda: Halt("stop"), "Halt: stop"),
+    (lambda: StopIteration("done"), "StopIteration: done"),
+]
+
+
+def _raiser(make, is_async: bool) -> type[Walker]:
+    if is_async:
+        class Raiser(Walker, protocol="websocket", public=True):
+            @entry
+            async def go(self):
+                await asyncio.sleep(0)
+                raise make()
+    else:
+        class Raiser(Walker, protocol="websocket", public=True):
+            @entry
+            def go(self):
+                raise make()
+    return Raiser
+
+
+async def _in_pool(binding: WalkerBinding, fields: dict) -> list:
+    pool = WalkerPool()
+    try:
+        return await run_walker(binding, fields, threads=pool)
+    finally:
+        pool.stop()
+
+
+@pytest.mark.parametrize(("make", "message"), FAILURES, ids=[m for _, m in FAILURES])
+@pytest.mark.parametrize("where", ["async", "loop", "thread"])
+def test_a_walker_failure_of_any_kind_is_an_execution_error(make, message, where, caplog):
+    binding = WalkerBinding(_raiser(make, where == "async"))
+    runner = _in_pool(binding, {}) if where == "thread" else run_walker(binding, {})
+    with caplog.at_level(logging.ERROR, logger="jacc.walker"):
+        with pytest.raises(ProtocolError) as caught:
+            run(runner)
+    if where != "thread" and make is FAILURES[-1][0]:
+        # PEP 479: a StopIteration leaving a coroutine becomes a RuntimeError.
+        message = "RuntimeError: coroutine raised StopIteration"
+    assert (caught.value.code, caught.value.message) == (EXECUTION_ERROR, message)
+    assert f"walker Raiser raised {message.partition(':')[0]}" in caplog.text
+
+
+class Sleeper(Walker, protocol="websocket", public=True):
+    what = field("str", lambda: "let it out")
+
+    @entry
+    async def sleep(self):
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            if self.what == "swallow":
+                report(self, "swallowed")
+                return
+            if self.what == "raise":
+                raise ValueError("not me") from None
+            raise
+
+
+@pytest.mark.parametrize("what", ["let it out", "swallow", "raise"])
+def test_a_cancellation_stays_a_cancellation_whatever_the_walker_does(what):
+    async def scenario():
+        task = asyncio.ensure_future(run_walker(WalkerBinding(Sleeper), {"what": what}))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("what", ["let it out", "swallow", "raise"])
+def test_a_timeout_around_run_walker_stays_a_timeout(what):
+    async def scenario():
+        async with asyncio.timeout(0.01):
+            await run_walker(WalkerBinding(Sleeper), {"what": what})
+
+    with pytest.raises(TimeoutError):
+        run(scenario())
+
+
+def test_a_cancelled_thread_walker_leaves_a_cancellation():
+    release = threading.Event()
+
+    class Blocked(Walker, protocol="websocket", public=True):
+        @entry
+        def wait(self):
+            release.wait(5)
+
+    async def scenario():
+        pool = WalkerPool()
+        task = asyncio.ensure_future(run_walker(WalkerBinding(Blocked), {}, threads=pool))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        try:
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        finally:
+            release.set()
+            pool.stop()
+
+    run(scenario())

@@ -24,6 +24,7 @@ from jacc_runtime import (
     run,
     spawn,
 )
+from jacc_runtime.walker import walk
 
 
 def _compiled(text: str) -> dict:
@@ -400,6 +401,41 @@ def test_walkers_run_concurrently_under_spawn() -> None:
         return await asyncio.gather(spawn(slow), spawn(fast))
 
     assert asyncio.run(both()) == [["async entry", "sync entry", "async exit"]] * 2
+
+
+def test_walk_runs_a_non_async_walker_without_a_loop() -> None:
+    class Quits(Walker):
+        @entry
+        def go(self):
+            report(self, "go")
+            raise Disengage()
+
+        @exit
+        def never(self):
+            report(self, "never")
+
+    assert walk(Ordered()) == ["entry 1", "entry 2", "exit 1", "exit 2"]
+    assert walk(Quits()) == ["go"]
+
+
+def test_walk_refuses_an_async_walker() -> None:
+    with pytest.raises(TypeError, match="AsyncWalker has async abilities"):
+        walk(AsyncWalker())
+
+
+@pytest.mark.parametrize("error", [SystemExit(3), KeyboardInterrupt(), GeneratorExit()],
+                         ids=["SystemExit", "KeyboardInterrupt", "GeneratorExit"])
+def test_spawn_and_walk_let_every_base_exception_out(error) -> None:
+    # Telling a walker's failure from a cancellation is the server's job (run_walker).
+    class Raises(Walker):
+        @entry
+        def go(self):
+            raise error
+
+    with pytest.raises(type(error)):
+        asyncio.run(spawn(Raises()))
+    with pytest.raises(type(error)):
+        walk(Raises())
 
 
 # ---------------------------------------------------------------- compiled walkers

@@ -15,6 +15,7 @@ Routes:
     GET  /openapi.json                   the HTTP routes only
     POST /user/register | login | refresh-token
     GET  /healthz                        liveness, with connection counts
+    GET  /metrics                        Prometheus metrics (metrics.py), unless turned off
     GET  /asyncapi.json, /__jacc/...     the browser's routes (browser.py)
 """
 
@@ -27,6 +28,7 @@ import importlib.metadata
 import json
 import logging
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterable, Mapping
@@ -45,6 +47,9 @@ from .config import AuthConfig, Config, ServerConfig, WebSocketConfig
 from .http import BodyLimit
 from .throttle import LoginLimits, LoginThrottle, Throttled
 from .ws.backplane import Backplane, MemoryBackplane
+from .drain import SHUTTING_DOWN, Drain
+from .loopwatch import LoopMonitor
+from .metrics import ServerState, metrics_for
 from .ws.connections import ConnectionRegistry
 from .openapi import openapi_document
 from .origins import origin_allowed
@@ -60,6 +65,7 @@ from .protocol import (
     NOT_FOUND,
     ORIGIN_NOT_ALLOWED,
     RATE_LIMITED,
+    SERVICE_UNAVAILABLE,
     UNAUTHORIZED,
     ProtocolError,
     WalkerBinding,
@@ -69,6 +75,7 @@ from .protocol import (
     run_walker,
     success_frame,
 )
+from .threads import WalkerPool
 from .ws.session import SessionContext, WebSocketSession
 from ..walker import Walker
 
@@ -117,13 +124,22 @@ class JaccApp:
         self.logins = LoginThrottle(_login_limits(auth))
         self._hashing: ThreadPoolExecutor | None = None
         self.registry = ConnectionRegistry()
+        # `loop_monitor.incidents`: how often an async walker blocked the loop (loopwatch.py).
+        self.loop_monitor = LoopMonitor()
+        # GET /metrics (metrics.py); the instrumented calls below are no-ops when it is off.
+        self.metrics = metrics_for(self.config.server.metrics, self._server_state)
         self.backplane = backplane or MemoryBackplane()
-        self.backplane.subscribe(self.registry.deliver)
+        self.backplane.subscribe(self.metrics.timed_deliver(self.registry.deliver))
+        self.backplane.events = self.metrics.backplane_events()
         self.title = title
         self._version = _version()
         self.bindings: dict[str, WalkerBinding] = {}
         self._extra_routes: list[BaseRoute] = []
         self._closing = False
+        # Non-async walkers run here, off the event loop (threads.py).
+        self.threads = WalkerPool()
+        # Walker runs in progress, and the drain of a graceful shutdown (drain.py).
+        self.drain = Drain()
         self._session_context = _session_context(self)
         self._starlette = Starlette(
             routes=[],
@@ -136,9 +152,18 @@ class JaccApp:
             lifespan=self._lifespan,
         )
         self._asgi = BodyLimit(self._starlette, self.config.server.max_body_bytes)
+        self._entry = self.metrics.http(self._serve)
         self.set_walkers(walkers)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        await self._entry(scope, receive, send)
+
+    async def _serve(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and self.drain.active:
+            # New requests during a drain: a load balancer (or a client) goes elsewhere.
+            response = _error_response(ProtocolError(SERVICE_UNAVAILABLE, SHUTTING_DOWN))
+            await response(scope, receive, send)
+            return
         await self._asgi(scope, receive, send)
 
     def set_walkers(
@@ -182,6 +207,12 @@ class JaccApp:
                 routes.append((spec.method, _absolute(spec.path), binding))
         return routes
 
+    async def drain_walkers(self, seconds: float) -> int:
+        """Answer 503 to new requests and sockets, and wait up to `seconds` for the walker
+        runs in progress to be answered; return how many were not (docs/security.md#shutdown).
+        """
+        return await self.drain.run(seconds)
+
     async def close_connections(
         self, code: int = CLOSE_GOING_AWAY, reason: str = "server shutting down", timeout: float = 5.0
     ) -> None:
@@ -199,6 +230,7 @@ class JaccApp:
             # Any other upgrade gets the same 404, not Starlette's default 403.
             WebSocketRoute("/{path:path}", _WalkerSocket(self, known=False)),
             Route("/healthz", self._healthz, methods=["GET"]),
+            *([Route("/metrics", self._metrics, methods=["GET"])] if self.metrics.enabled else []),
             Route("/openapi.json", self._openapi, methods=["GET"]),
             Route("/user/register", self._register, methods=["POST"]),
             Route("/user/login", self._login, methods=["POST"]),
@@ -225,14 +257,19 @@ class JaccApp:
     @contextlib.asynccontextmanager
     async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         await self.backplane.start()
+        self.loop_monitor.start()
+        self.metrics.start()
         try:
             yield
         finally:
+            await self.metrics.stop()
             await self.close_connections()
             await self.backplane.stop()
             if self._hashing is not None:
                 self._hashing.shutdown(wait=False, cancel_futures=True)
                 self._hashing = None
+            self.loop_monitor.stop()
+            self.threads.stop()
 
     # --- HTTP walkers --------------------------------------------------------------
 
@@ -252,15 +289,28 @@ class JaccApp:
             reports = await self._run_timed(binding, payload)
             return _json_response(success_frame(reports, name, self.config.server.dev))
         except ProtocolError as error:
-            return _error_response(error)
+            return self._refused(error)
 
     async def _run_timed(self, binding: WalkerBinding, payload: dict) -> list:
         # The same limit as on a WebSocket; a WebSocket session has a cheaper watchdog of its own.
         seconds = self.config.websocket.walker_timeout_seconds
+        drain = self.drain
         try:
-            async with asyncio.timeout(seconds):
-                return await run_walker(binding, payload, self.config.server.dev)
+            async with asyncio.timeout(seconds) as limit:
+                drain.enter(limit)  # a drain brings `limit` forward to its own end
+                started = time.perf_counter()
+                try:
+                    return await run_walker(binding, payload, self.config.server.dev, self.threads)
+                finally:
+                    drain.leave(limit)
+                    self.metrics.walker(binding.name).ran(time.perf_counter() - started)
         except TimeoutError:  # run_walker turns the walker's own exceptions into ProtocolError
+            if drain.cut_off(limit):
+                raise ProtocolError(
+                    SERVICE_UNAVAILABLE,
+                    f"{SHUTTING_DOWN}: walker `{binding.name}` was cut off at the end of the drain",
+                    reason="drain_seconds",
+                ) from None
             logger.warning("walker %s ran past walker_timeout_seconds (%g s) and was cancelled",
                            binding.name, seconds)
             raise ProtocolError(
@@ -288,7 +338,7 @@ class JaccApp:
             password = _password(body.get("credential"))
             user_id = await self._hashed(self._account_store().register, username, password)
         except ProtocolError as error:
-            return _error_response(error)
+            return self._refused(error)
         data = {"user_id": user_id, "message": "User registered successfully"}
         return _json_response(encode({"ok": True, "data": data}), status=201)
 
@@ -299,8 +349,9 @@ class JaccApp:
             password = _password(body.get("credential"))
             account = await self._authenticate(username, password, _client_address(request.scope))
         except ProtocolError as error:
-            return _error_response(error)
+            return self._refused(error)
         except Throttled as throttled:
+            self.metrics.auth_failure("throttled")
             return _throttled_response(throttled)
         # `sub` is the name as registered, whichever look-alike spelling logged in.
         token = self.tokens.issue(account.username, user_id=account.user_id)
@@ -340,7 +391,7 @@ class JaccApp:
             except AuthError as error:
                 raise ProtocolError(UNAUTHORIZED, error.message, reason=error.reason) from None
         except ProtocolError as error:
-            return _error_response(error)
+            return self._refused(error)
         data = {"user_id": identity.user_id, "token": fresh}
         return _json_response(encode({"ok": True, "data": data}))
 
@@ -368,6 +419,19 @@ class JaccApp:
             raise _malformed(str(error)) from None
 
     # --- the rest ------------------------------------------------------------------
+
+    def _refused(self, error: ProtocolError) -> Response:
+        """The error answer of an HTTP route, counted in the metrics."""
+        self.metrics.error(error.code, "http", error.reason)
+        return _error_response(error)
+
+    def _server_state(self) -> ServerState:
+        total, largest = self.registry.queued_bytes()
+        return ServerState(total, largest, self.loop_monitor.incidents)
+
+    async def _metrics(self, request: Request) -> Response:
+        body, content_type = self.metrics.expose()
+        return Response(body, media_type=content_type)
 
     async def _healthz(self, request: Request) -> Response:
         data = {
@@ -408,14 +472,16 @@ class _WalkerSocket:
             what = f"no WebSocket walker named `{name}`" if name else "no WebSocket route here"
             await _deny(scope, send, 404, error_frame(NOT_FOUND, what))
             return
-        if app._closing:
-            await _deny(scope, send, 503, error_frame(INTERNAL_ERROR, "server shutting down"))
+        if app._closing or app.drain.active:
+            await _deny(scope, send, 503, error_frame(SERVICE_UNAVAILABLE, SHUTTING_DOWN))
             return
         address = _client_address(scope)
         limit = app.config.websocket.max_connections_per_ip
         if not app.registry.claim_address(address, limit):
             logger.info("%s - refused a WebSocket to %s: max_connections_per_ip (%d)",
                         address, name, limit)
+            app.metrics.error(CAPACITY, "ws", "max_connections_per_ip")
+            app.metrics.closed(CLOSE_CAPACITY, True, None)
             await _refuse_accepted(receive, send, _capacity(
                 "max_connections_per_ip", limit, "this address"))
             return
@@ -451,8 +517,11 @@ def _session_context(app: JaccApp) -> SessionContext:
         tokens=app.tokens,
         registry=app.registry,
         binding=binding,
-        publish=app.backplane.publish,
+        publish=app.metrics.timed_publish(app.backplane.publish),
         dev=app.config.server.dev,
+        threads=app.threads,
+        drain=app.drain,
+        metrics=app.metrics,
     )
 
 
@@ -510,8 +579,8 @@ def _capacity(key: str, limit: int, whom: str) -> ProtocolError:
 
 
 def _client_address(scope: dict) -> str:
-    # The peer's address, or the one uvicorn took from X-Forwarded-For when the peer
-    # is a trusted proxy (its forwarded_allow_ips, 127.0.0.1 by default).
+    # The peer's address, or, with [server] proxy_headers, the one uvicorn took from
+    # X-Forwarded-For of a proxy in forwarded_allow_ips (docs/operations.md).
     client = scope.get("client")
     return client[0] if client else ""
 
@@ -527,7 +596,7 @@ async def _fields_of(request: Request, binding: WalkerBinding) -> dict:
     if request.method in _BODY_METHODS:
         body = await request.body()
         # An empty body is an empty object: a walker without required fields needs nothing.
-        return decode_object(body) if body.strip() else {}
+        return decode_object(body, binding.max_keys) if body.strip() else {}
     return {key: _query_value(binding, key, value) for key, value in request.query_params.items()}
 
 

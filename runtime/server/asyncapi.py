@@ -191,6 +191,8 @@ def _field_schema(type_text: str) -> dict:
 
 def _property(field: Field) -> dict:
     schema = {**_field_schema(field.type), "x-jacc-type": field.type}
+    if field.doc:  # the docstring written before the field's `has`
+        schema["description"] = inspect.cleandoc(field.doc)
     default = _default(field)
     if default is not _NO_DEFAULT:
         schema["default"] = default

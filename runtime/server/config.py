@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import ipaddress
 import json
 import math
 import os
@@ -40,7 +41,8 @@ class WebSocketConfig:
     heartbeat_seconds: float = 30.0
     auth_timeout_seconds: float = 10.0
     send_timeout_seconds: float = 5.0
-    send_queue_frames: int = 256
+    # The outbound queue of each connection, in bytes of UTF-8 (docs/protocol.md#slow-consumers).
+    send_queue_bytes: int = 1048576
     allowed_origins: tuple[str, ...] = ()
 
 
@@ -78,6 +80,19 @@ class ServerConfig:
     handshake_timeout_seconds: float = 10.0
     max_connections: int = 10000
     console: bool = True  # the browser console at /__jacc/console and the `/` redirect
+    # On SIGTERM, how long walkers already running get to finish (docs/security.md#shutdown).
+    drain_seconds: float = 5.0
+    # Operations (docs/operations.md): GET /metrics, the log, TLS and a proxy in front.
+    metrics: bool = True
+    log_format: str = "text"
+    log_level: str = "info"
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    # Off unlike uvicorn's default: trusting X-Forwarded-For from 127.0.0.1 would let any
+    # local client choose the address the per-address limits count (docs/operations.md).
+    proxy_headers: bool = False
+    forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1",)
+    root_path: str = ""
 
 
 @dataclass(frozen=True)
@@ -121,7 +136,18 @@ _SECTIONS: dict[str, type] = {
 # are about what the app can take, so they are.
 _FLAG_ONLY = frozenset({"server.host", "server.port", "server.dev"})
 _FLAGS = {"server.host": "--host", "server.port": "--port", "server.dev": "--dev",
-          "auth.token_ttl_seconds": "--ttl"}
+          "auth.token_ttl_seconds": "--ttl",
+          **{f"server.{key}": "--" + key.replace("_", "-") for key in (
+              "ssl_certfile", "ssl_keyfile", "proxy_headers", "forwarded_allow_ips",
+              "root_path", "log_level")}}
+# Keys that were replaced: naming the new one beats "unknown key" for whoever upgrades.
+_RENAMED = {
+    "websocket.send_queue_frames": "websocket.send_queue_bytes, which bounds the outbound "
+                                   "queue in bytes (default 1048576)",
+}
+LOG_FORMATS = ("text", "json")
+# uvicorn's levels, by uvicorn's names.
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 _INT_RANGES = {"server.port": (1, 65535)}
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
@@ -131,12 +157,19 @@ _WANTS: dict[object, str] = {
     bool: "true or false",
     str: "a string",
     Path: "a non-empty path",
+    Path | None: "a path, or empty for none",
     tuple[str, ...]: 'a list of origins like "https://example.com", or ["*"]',
 }
 _KEY_WANTS = {
     "server.port": "an integer from 1 to 65535",
     "server.host": "a non-empty host name or address",
     "auth.refresh_grace_seconds": "a number >= 0",
+    "server.log_format": " or ".join(f'"{name}"' for name in LOG_FORMATS),
+    "server.log_level": "one of " + ", ".join(f'"{name}"' for name in LOG_LEVELS),
+    "server.forwarded_allow_ips": 'a list of proxy addresses or networks like "10.0.0.0/8", '
+                                  'or ["*"]',
+    "server.root_path": 'a path prefix like "/chat" (a leading slash, none at the end), '
+                        'or empty',
 }
 
 # A value on its way through the layers: what it is and where it came from.
@@ -168,7 +201,7 @@ def load_config(
     return Config(
         websocket=_build_section("websocket", raw),
         auth=dataclasses.replace(auth, database=_beside(app_dir, auth.database)),
-        server=_build_section("server", raw),
+        server=_server_paths(_build_section("server", raw), app_dir),
         app_dir=app_dir,
     )
 
@@ -181,6 +214,14 @@ def _fields(section: str) -> dict[str, object]:
 def _beside(app_dir: Path, path: Path) -> Path:
     path = path.expanduser()
     return path if path.is_absolute() else app_dir / path
+
+
+def _server_paths(server: ServerConfig, app_dir: Path) -> ServerConfig:
+    # Like the account store: a relative path is the app's folder's, not the cwd's.
+    return dataclasses.replace(server, **{
+        key: _beside(app_dir, path) for key in ("ssl_certfile", "ssl_keyfile")
+        if (path := getattr(server, key)) is not None
+    })
 
 
 # --- the three layers -------------------------------------------------------------
@@ -201,6 +242,7 @@ def _file_layer(path: Path, explicit: bool) -> _Raw:
         for key, value in table.items():
             where = _located(path, text, section, key)
             dotted = f"{section}.{key}"
+            _check_renamed(dotted, where)
             if key not in _fields(section):
                 raise ConfigError(f"unknown key {dotted}{_suggest_key(section, key)}",
                                   dotted, where)
@@ -263,6 +305,7 @@ def _env_layer(environ: Mapping[str, str]) -> _Raw:
             if not variable.startswith(prefix):
                 continue
             key = variable[len(prefix):].lower()
+            _check_renamed(f"{section}.{key}", variable)
             if key not in _fields(section):
                 # A mistyped variable would otherwise be ignored in silence.
                 names = [f"{prefix}{k.upper()}" for k in _fields(section)]
@@ -270,6 +313,11 @@ def _env_layer(environ: Mapping[str, str]) -> _Raw:
                                   f"{section}.{key}", variable)
             raw[f"{section}.{key}"] = (text, variable)
     return raw
+
+
+def _check_renamed(dotted: str, source: str) -> None:
+    if dotted in _RENAMED:
+        raise ConfigError(f"{dotted} was replaced by {_RENAMED[dotted]}", dotted, source)
 
 
 def _override_layer(overrides: Mapping[str, object]) -> _Raw:
@@ -345,7 +393,7 @@ def _build_section(section: str, raw: _Raw) -> typing.Any:
 
 
 def _convert(dotted: str, kind: object, value: object, source: str) -> object:
-    if isinstance(value, str) and kind not in (str, Path):
+    if isinstance(value, str) and kind not in (str, Path, Path | None):
         value = _parse_text(dotted, kind, value, source)
     check = _KEY_CHECKS.get(dotted) or _KIND_CHECKS[kind]
     return check(dotted, value, source)
@@ -440,6 +488,57 @@ def _check_path(dotted: str, value: object, source: str) -> Path:
     return Path(value)
 
 
+def _check_optional_path(dotted: str, value: object, source: str) -> Path | None:
+    # Empty is "none", so that an environment variable can unset what the file set.
+    if isinstance(value, str | os.PathLike) and not os.fspath(value).strip():
+        return None
+    return _check_path(dotted, value, source)
+
+
+def _check_choice(choices: tuple[str, ...]) -> typing.Callable[[str, object, str], str]:
+    def check(dotted: str, value: object, source: str) -> str:
+        if not isinstance(value, str) or value.strip().lower() not in choices:
+            raise _bad(dotted, value, source)
+        return value.strip().lower()
+
+    return check
+
+
+def _check_proxies(dotted: str, value: object, source: str) -> tuple[str, ...]:
+    # uvicorn takes any text, and an entry it cannot read as an address or a network
+    # (`10.0.0.1/8` included, which has host bits) is a literal that never matches a TCP
+    # peer, as is a `*` beside other entries: a typo would trust no one, in silence.
+    if not isinstance(value, list | tuple) or not value:
+        raise _bad(dotted, value, source)
+    entries = tuple(entry.strip() if isinstance(entry, str) else entry for entry in value)
+    for entry in entries:
+        if not isinstance(entry, str) or not _is_proxy(entry) or (entry == "*" and len(entries) > 1):
+            raise _bad(dotted, entry, source)
+    return entries
+
+
+def _is_proxy(entry: str) -> bool:
+    if entry == "*":
+        return True
+    try:
+        if "/" in entry:
+            ipaddress.ip_network(entry)
+        else:
+            ipaddress.ip_address(entry)
+    except ValueError:
+        return False
+    return True
+
+
+_ROOT_PATH = re.compile(r"(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)*")
+
+
+def _check_root_path(dotted: str, value: object, source: str) -> str:
+    if not isinstance(value, str) or not _ROOT_PATH.fullmatch(value.strip()):
+        raise _bad(dotted, value, source)
+    return value.strip()
+
+
 def _check_origins(dotted: str, value: object, source: str) -> tuple[str, ...]:
     if not isinstance(value, list | tuple):
         raise _bad(dotted, value, source)
@@ -461,11 +560,16 @@ _KIND_CHECKS: dict[object, typing.Callable[[str, object, str], object]] = {
     bool: _check_bool,
     str: _check_str,
     Path: _check_path,
+    Path | None: _check_optional_path,
     tuple[str, ...]: _check_origins,
 }
 _KEY_CHECKS: dict[str, typing.Callable[[str, object, str], object]] = {
     "server.host": _check_host,
     "auth.refresh_grace_seconds": _check_seconds_or_zero,
+    "server.log_format": _check_choice(LOG_FORMATS),
+    "server.log_level": _check_choice(LOG_LEVELS),
+    "server.forwarded_allow_ips": _check_proxies,
+    "server.root_path": _check_root_path,
 }
 
 

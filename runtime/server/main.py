@@ -13,11 +13,13 @@ exits 1. Everything else is a bug.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import logging.config
 import os
 import signal
+import ssl
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,13 +27,13 @@ from typing import Iterator, Mapping, Sequence, TextIO
 
 import sys
 import uvicorn
-from uvicorn.config import LOGGING_CONFIG
 
 from ..walker import Walker
 from .accounts import AccountStore
 from .app import JaccApp
-from .auth import TokenService, redact_tokens, resolve_secret
+from .auth import TokenService, resolve_secret
 from .config import Config, ConfigError, load_config
+from .logs import log_config, uvicorn_level
 from .program import Loader, ServeError
 from .protocol import CLOSE_GOING_AWAY
 from .reload import STATUS_PATH, DevReloader
@@ -55,6 +57,13 @@ class ServeOptions:
     port: int | None = None
     dev: bool = False
     config: Path | None = None
+    # uvicorn's serving options, by uvicorn's names (docs/operations.md).
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    proxy_headers: bool | None = None
+    forwarded_allow_ips: str | None = None
+    root_path: str | None = None
+    log_level: str | None = None
 
 
 def serve(options: ServeOptions, load: Loader,
@@ -64,9 +73,10 @@ def serve(options: ServeOptions, load: Loader,
     Raises `ServeError` (or its `BuildFailed`) when the user's input is wrong.
     """
     config = _resolve_config(options, environ)
+    _check_tls(config)
     walkers = _first_build(options.app, load)
     # Configure logging now: creating the secret, below, is worth a line in the log.
-    logging.config.dictConfig(_log_config())
+    logging.config.dictConfig(log_config(config.server.log_format, config.server.log_level))
     app = _build_app(options.app, config, walkers, environ)
     reloader = DevReloader(app, options.app, load) if config.server.dev else None
     try:
@@ -123,10 +133,38 @@ def _resolve_config(options: ServeOptions, environ: Mapping[str, str]) -> Config
                 "server.host": options.host,
                 "server.port": options.port,
                 "server.dev": options.dev or None,
+                # A path on the command line is the working directory's, as for any tool.
+                "server.ssl_certfile": _absolute(options.ssl_certfile),
+                "server.ssl_keyfile": _absolute(options.ssl_keyfile),
+                "server.proxy_headers": options.proxy_headers,
+                "server.forwarded_allow_ips": options.forwarded_allow_ips,
+                "server.root_path": options.root_path,
+                "server.log_level": options.log_level,
             },
         )
     except ConfigError as error:
         raise ServeError(str(error)) from None
+
+
+def _absolute(path: Path | None) -> Path | None:
+    return None if path is None else Path(path).absolute()
+
+
+def _check_tls(config: Config) -> None:
+    """A certificate that cannot be loaded is the user's mistake: one line, before serving."""
+    server = config.server
+    if server.ssl_certfile is None:
+        if server.ssl_keyfile is not None:
+            raise ServeError("config: server.ssl_keyfile is set without server.ssl_certfile")
+        return
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(server.ssl_certfile, server.ssl_keyfile)
+    except (OSError, ssl.SSLError) as error:
+        files = " and ".join(str(p) for p in (server.ssl_certfile, server.ssl_keyfile) if p)
+        reason = getattr(error, "strerror", None) or getattr(error, "reason", None) or error
+        raise ServeError(f"config: server.ssl_certfile: cannot load a certificate and key "
+                         f"from {files}: {reason}") from None
 
 
 def _first_build(path: Path, load: Loader) -> Sequence[type[Walker]]:
@@ -172,7 +210,9 @@ def _print_banner(app_path: Path, config: Config, app: JaccApp, out: TextIO | No
     out = out or sys.stdout
     host, port = config.server.host, config.server.port
     shown = f"[{host}]" if ":" in host else host
-    print(f"jacc serving {app_path} at http://{shown}:{port}  (WebSocket: ws://{shown}:{port}/ws/NAME)",
+    secure = "s" if config.server.ssl_certfile is not None else ""
+    base = f"{shown}:{port}{config.server.root_path}"
+    print(f"jacc serving {app_path} at http{secure}://{base}  (WebSocket: ws{secure}://{base}/ws/NAME)",
           file=out)
     rows = [("walker", "route", "protocol", "public", "broadcast"), *walker_table(app)]
     if len(rows) == 1:
@@ -199,12 +239,13 @@ def _socket_limits(config: Config) -> SocketLimits:
 
 
 def _uvicorn_config(app: JaccApp, config: Config, limits: SocketLimits) -> uvicorn.Config:
-    log_config = _log_config()
+    server = config.server
     return uvicorn.Config(
         app,
-        host=config.server.host,
-        port=config.server.port,
-        log_config=log_config,
+        host=server.host,
+        port=server.port,
+        log_config=log_config(server.log_format, server.log_level),
+        log_level=uvicorn_level(server.log_level),
         lifespan="on",
         timeout_graceful_shutdown=_CLOSE_TIMEOUT_SECONDS,
         # permessage-deflate would compress every broadcast once per client, keep
@@ -212,8 +253,22 @@ def _uvicorn_config(app: JaccApp, config: Config, limits: SocketLimits) -> uvico
         # JSON frames: off.
         ws_per_message_deflate=False,
         **_websocket_limits(config),
+        **_serving_options(config),
         **protocol_classes(limits),
     )
+
+
+def _serving_options(config: Config) -> dict:
+    """TLS, the proxy in front and the path prefix, passed to uvicorn as they are."""
+    server = config.server
+    return {
+        "ssl_certfile": server.ssl_certfile,
+        "ssl_keyfile": server.ssl_keyfile,
+        # jacc's default is off (uvicorn's is on): see docs/operations.md#behind-a-proxy.
+        "proxy_headers": server.proxy_headers,
+        "forwarded_allow_ips": list(server.forwarded_allow_ips),
+        "root_path": server.root_path,
+    }
 
 
 def _websocket_limits(config: Config) -> dict:
@@ -231,46 +286,9 @@ def _websocket_limits(config: Config) -> dict:
     }
 
 
-def _log_config() -> dict:
-    """uvicorn's logging, plus the `jacc` loggers, with tokens redacted everywhere."""
-    config = {
-        **LOGGING_CONFIG,
-        "filters": {"redact_tokens": {"()": RedactTokens}},
-        "handlers": {
-            name: {**handler, "filters": ["redact_tokens"]}
-            for name, handler in LOGGING_CONFIG["handlers"].items()
-        },
-        "loggers": {
-            **LOGGING_CONFIG["loggers"],
-            "jacc": {"handlers": ["default"], "level": "INFO", "propagate": False},
-            # websockets' own line per socket opened, closed or refused repeats uvicorn's.
-            "jacc.sockets.websockets": {"level": "WARNING"},
-        },
-    }
-    return config
-
-
-class RedactTokens(logging.Filter):
-    """Replaces `token=...` in every log record: tokens must never reach a log (docs/protocol.md, "Authentication")."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str):
-            record.msg = redact_tokens(record.msg)
-        if record.args:
-            # uvicorn's access formatter unpacks the arguments: keep their shape.
-            if isinstance(record.args, tuple):
-                record.args = tuple(_redacted(arg) for arg in record.args)
-            elif isinstance(record.args, dict):
-                record.args = {key: _redacted(value) for key, value in record.args.items()}
-        return True
-
-
-def _redacted(value: object) -> object:
-    return redact_tokens(value) if isinstance(value, str) else value
-
-
 class _Server(uvicorn.Server):
-    """uvicorn's server, closing WebSockets with 1001 before it stops (uvicorn would say 1012)."""
+    """uvicorn's server, draining walkers and then closing WebSockets with 1001 before it
+    stops (uvicorn would cancel the walkers and say 1012)."""
 
     def __init__(self, config: uvicorn.Config, app: JaccApp,
                  reloader: DevReloader | None = None) -> None:
@@ -287,12 +305,22 @@ class _Server(uvicorn.Server):
     async def shutdown(self, sockets: list | None = None) -> None:
         if self._reloader is not None:
             await self._reloader.stop()
+        # Still listening while walkers finish: a new request gets a 503, not a refused connection.
+        await self._drain()
         # Stop accepting first, so that no socket opens behind the closing ones.
         for server in self.servers:
             server.close()
         await self._jacc_app.close_connections(CLOSE_GOING_AWAY, "server shutting down",
                                                _CLOSE_TIMEOUT_SECONDS)
         await super().shutdown(sockets)
+
+    async def _drain(self) -> None:
+        drain = asyncio.ensure_future(
+            self._jacc_app.drain_walkers(self._jacc_app.config.server.drain_seconds))
+        # A second Ctrl-C (uvicorn's force_exit) ends the drain at once.
+        while not drain.done() and not self.force_exit:
+            await asyncio.wait((drain,), timeout=0.1)
+        drain.cancel()
 
 
 @contextlib.contextmanager

@@ -9,8 +9,10 @@ type, taken from the type model that also checks the fields
 
 from __future__ import annotations
 
+import inspect
 from typing import Iterable, Mapping
 
+from ..walker import Field
 from .fieldtypes import declared_type
 from .protocol import WalkerBinding
 
@@ -41,7 +43,7 @@ def openapi_document(
 
 def _walker_operation(binding: WalkerBinding, method: str) -> dict:
     spec = binding.spec
-    schemas = {f.name: declared_type(f.type).json_schema() for f in spec.fields}
+    schemas = {f.name: _field_schema(f) for f in spec.fields}
     body = {
         "type": "object",
         "properties": schemas,
@@ -61,6 +63,9 @@ def _walker_operation(binding: WalkerBinding, method: str) -> dict:
             "500": _json("The walker raised", _ERROR),
         },
     }
+    description = _doc(binding.cls)
+    if description:
+        operation["description"] = description
     if method in ("GET", "DELETE"):
         operation["parameters"] = [
             {"name": f.name, "in": "query", "required": f.required, "schema": schemas[f.name]}
@@ -75,6 +80,18 @@ def _walker_operation(binding: WalkerBinding, method: str) -> dict:
         operation["security"] = [{"bearerAuth": []}]
         operation["responses"]["401"] = _json("Missing, invalid or expired token", _ERROR)
     return operation
+
+
+def _field_schema(field: Field) -> dict:
+    schema = declared_type(field.type).json_schema()
+    # The docstring written before the field's `has` (docs/language.md, "Docstrings").
+    return {**schema, "description": inspect.cleandoc(field.doc)} if field.doc else schema
+
+
+def _doc(cls: type) -> str:
+    # The walker's own docstring (the one written before `walker`), not a base's.
+    text = cls.__dict__.get("__doc__")
+    return inspect.cleandoc(text) if isinstance(text, str) else ""
 
 
 def _json(description: str, schema: Mapping) -> dict:

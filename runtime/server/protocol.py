@@ -9,6 +9,7 @@ encoded once and the same object is queued to every connection.
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import json
 import logging
@@ -17,10 +18,13 @@ import os
 import re
 import time
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .fieldtypes import declared_type
 from ..walker import Walker, spawn
+
+if TYPE_CHECKING:
+    from .threads import Lane, WalkerPool
 
 logger = logging.getLogger("jacc.walker")
 
@@ -262,12 +266,14 @@ _decode = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
 
 
-def decode_object(data: str | bytes) -> dict:
+def decode_object(data: str | bytes, max_keys: int | None = None) -> dict:
     """Parse one request (a text frame, a UTF-8 binary frame or an HTTP body) into a dict.
 
     Raises ProtocolError(INVALID_PAYLOAD) for anything but one JSON object; a
     body that is not JSON at all carries HTTP status 400, one that is JSON of the
-    wrong shape 422.
+    wrong shape 422. `max_keys`, when given, is the most keys a valid request can
+    have (`WalkerBinding.max_keys`): a large request with more is refused before
+    it is parsed.
     """
     if not isinstance(data, str):
         try:
@@ -276,6 +282,8 @@ def decode_object(data: str | bytes) -> dict:
             raise ProtocolError(
                 INVALID_PAYLOAD, "expected UTF-8 JSON text, got binary data", status=400
             ) from None
+    if max_keys is not None and len(data) > _SCREEN_FROM:
+        _screen_keys(data, max_keys)
     try:
         value = _decode(data)
     except json.JSONDecodeError as error:
@@ -294,32 +302,52 @@ def decode_object(data: str | bytes) -> dict:
         raise ProtocolError(
             INVALID_PAYLOAD, f"expected a JSON object, got {json_kind(value)}", status=400
         )
-    if _SURROGATE_ESCAPE.search(data) and not _is_unicode(value):
+    surrogate = _SURROGATE_ESCAPE.search(data) and _lone_surrogate(value)
+    if surrogate:
         raise ProtocolError(
             INVALID_PAYLOAD,
-            "text holds a lone surrogate escape (\\uD800-\\uDFFF without its pair), "
+            f"text holds a lone surrogate ({surrogate}, an escape without its pair), "
             "which is not Unicode",
             status=400,
         )
     return value
 
 
-def _is_unicode(value: object) -> bool:
-    """No string in `value`, key or element, holds a lone surrogate."""
+# Parsing thousands of short keys costs some 20 times a string of the same size
+# (docs/security.md, "Frames"): frames past this size are screened first.
+_SCREEN_FROM = 4096
+
+
+def _screen_keys(data: str, max_keys: int) -> None:
+    # A key ends with `":`; inside a string that pair is written `\":`. So the
+    # difference counts the keys at least (a key ending in an escaped backslash,
+    # or written `" :`, is not counted): when even that is too many, no parse is
+    # needed to know the frame is wrong. Two passes at C speed.
+    keys = data.count('":') - data.count('\\":')
+    if keys > max_keys:
+        raise ProtocolError(
+            INVALID_PAYLOAD,
+            f"a request here has at most {max_keys} keys; this one has {keys} or more",
+            status=422,
+        )
+
+
+def _lone_surrogate(value: object) -> str | None:
+    """The first lone surrogate of any string in `value`, key or element, as `U+D800`."""
     stack = [value]
     while stack:  # a loop, not recursion: the nesting is the client's to choose
         item = stack.pop()
         if isinstance(item, str):
             try:
                 item.encode("utf-8")
-            except UnicodeEncodeError:
-                return False
+            except UnicodeEncodeError as error:
+                return f"U+{ord(item[error.start]):04X}"
         elif isinstance(item, dict):
             stack.extend(item.keys())
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)
-    return True
+    return None
 
 
 def json_kind(value: object) -> str:
@@ -348,8 +376,8 @@ class WalkerBinding:
     name for each frame and runs the newest code.
     """
 
-    __slots__ = ("cls", "spec", "name", "controls", "_checks", "_normalisers", "_required",
-                 "_required_set", "_types")
+    __slots__ = ("cls", "spec", "name", "controls", "max_keys", "_checks", "_normalisers",
+                 "_required", "_required_set", "_types")
 
     def __init__(self, cls: type[Walker]) -> None:
         spec = cls.__jacc_spec__
@@ -366,6 +394,10 @@ class WalkerBinding:
             if (normalise := declared_type(f.type).normalise) is not None
         )
         self._required = tuple(f.name for f in spec.fields if f.required)
+        # Fields that all take scalars bound the keys of a valid frame: its fields and
+        # `token`. A field that takes an object or an array (or anything) does not.
+        flat = all(_scalar(declared_type(f.type).json_schema()) for f in spec.fields)
+        self.max_keys = len(spec.fields) + 1 if flat else None
         self._required_set = frozenset(self._required)
         self._types = {f.name: f.type for f in spec.fields}
 
@@ -433,6 +465,13 @@ class WalkerBinding:
         return f", did you mean `{match[0]}`?" if match else ""
 
 
+def _scalar(schema: dict) -> bool:
+    """Does `schema` admit only strings, numbers, booleans and null?"""
+    if "anyOf" in schema:
+        return all(_scalar(member) for member in schema["anyOf"])
+    return schema.get("type") in ("string", "integer", "number", "boolean", "null")
+
+
 # How much of a bad frame an INVALID_PAYLOAD describes (docs/security.md).
 MAX_DETAILS = 10
 MAX_GUESSES = 3
@@ -445,18 +484,44 @@ def _shown(name: str) -> str:
     return name if len(name) <= _SHOWN_LENGTH else f"{name[:_SHOWN_LENGTH]}..."
 
 
-async def run_walker(binding: WalkerBinding, fields: dict, dev: bool = False) -> list:
+async def run_walker(
+    binding: WalkerBinding, fields: dict, dev: bool = False, threads: WalkerPool | Lane | None = None
+) -> list:
     """Run one walker instance with checked `fields` and return its reports.
 
-    A walker that raises becomes ProtocolError(EXECUTION_ERROR) naming the
-    exception's type and text; the traceback goes to the server log only.
-    With `dev`, the error also carries the `.jac` line it was raised at and
+    A non-async walker runs in a thread of `threads` (a connection's `Lane`, or
+    the app's `WalkerPool` for a request in no order with others), off the event
+    loop; without `threads`, or for an async walker, on the loop.
+
+    A walker that raises anything at all, `SystemExit`, `KeyboardInterrupt` or a
+    `CancelledError` of its own included, becomes ProtocolError(EXECUTION_ERROR)
+    naming the exception's type and text; the traceback goes to the server log
+    only. With `dev`, the error also carries the `.jac` line it was raised at and
     the `.jac` frames that led there (`line`, `details`).
+
+    A cancellation of the calling task (walker timeout, disconnect, shutdown) is
+    not the walker's to decide: it leaves as a CancelledError whatever the walker
+    did with it (let it out, caught it and returned, raised something else).
     """
     try:
-        return await spawn(binding.cls(**fields))
-    except Exception as error:
+        if threads is None or binding.spec.is_async:
+            reports, error = await spawn(binding.cls(**fields)), None
+        else:
+            reports, error = await threads.run(binding.cls, fields)
+    except BaseException as raised:  # a failure of any kind is the walker's own
+        reports, error = None, raised
+    if _cancel_requested():
+        raise error if isinstance(error, asyncio.CancelledError) else asyncio.CancelledError()
+    if error is not None:
         raise execution_error(binding.name, error, dev) from None
+    return reports
+
+
+def _cancel_requested() -> bool:
+    # Only the canceller's cancel() counts here (Task.cancelling, Python 3.11): a
+    # CancelledError the walker raised by itself leaves the count at zero.
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def execution_error(walker: str, error: BaseException, dev: bool = False) -> ProtocolError:

@@ -15,12 +15,17 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
+from websockets.client import ClientProtocol
+from websockets.frames import Close, Frame, Opcode
+from websockets.http11 import Response
+from websockets.uri import parse_uri
 
 APPS = Path(__file__).parent / "apps"
 # Long enough for HS512 too, so that a test can sign with another algorithm than allowed.
@@ -39,11 +44,16 @@ def app_source(*names: str) -> str:
 
 
 class JaccServer:
-    """One `jacc serve` process in `folder`, talking on 127.0.0.1:`port`."""
+    """One `jacc serve` process in `folder`, talking on 127.0.0.1:`port`.
+
+    `tls` (an `ssl.SSLContext` that trusts the server's certificate) means the server
+    serves https:// and wss://: `http`, `ws` and the health checks use it.
+    """
 
     def __init__(self, folder: Path, env: dict[str, str], args: tuple[str, ...] = (),
-                 port: int | None = None) -> None:
+                 port: int | None = None, tls: ssl.SSLContext | None = None) -> None:
         self.folder = folder
+        self.tls = tls
         self.port = port or free_port()
         self._stdout = open(folder / "stdout.txt", "wb")
         self._stderr = open(folder / "stderr.txt", "wb")
@@ -57,10 +67,10 @@ class JaccServer:
 
     @property
     def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http{'s' if self.tls else ''}://127.0.0.1:{self.port}"
 
     def ws(self, path: str) -> str:
-        return f"ws://127.0.0.1:{self.port}{path}"
+        return f"ws{'s' if self.tls else ''}://127.0.0.1:{self.port}{path}"
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -69,7 +79,8 @@ class JaccServer:
                 raise AssertionError(f"jacc serve exited with {self.process.returncode}:\n"
                                      f"{self.output()}")
             try:
-                if httpx.get(f"{self.http}/healthz", timeout=1).status_code == 200:
+                if httpx.get(f"{self.http}/healthz", timeout=1,
+                             verify=self.tls or True).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -77,7 +88,7 @@ class JaccServer:
         raise AssertionError(f"jacc serve did not answer /healthz:\n{self.output()}")
 
     def health(self) -> dict:
-        return httpx.get(f"{self.http}/healthz", timeout=5).json()["data"]
+        return httpx.get(f"{self.http}/healthz", timeout=5, verify=self.tls or True).json()["data"]
 
     def wait_connections(self, count: int, timeout: float = 5.0) -> dict:
         """Poll /healthz until it reports `count` open connections; return its data."""
@@ -125,11 +136,12 @@ def server_env(secret: str | None = SECRET, **extra: str) -> dict[str, str]:
 
 
 def start_server(folder: Path, source: str, *, env: dict[str, str] | None = None,
-                 args: tuple[str, ...] = (), port: int | None = None) -> JaccServer:
+                 args: tuple[str, ...] = (), port: int | None = None,
+                 tls: ssl.SSLContext | None = None) -> JaccServer:
     """Serve `source` from `folder`; `port` reuses a port, to restart a server in place."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "app.jac").write_text(source, encoding="utf-8")
-    server = JaccServer(folder, env if env is not None else server_env(), args, port)
+    server = JaccServer(folder, env if env is not None else server_env(), args, port, tls)
     try:
         server.wait_ready()
     except BaseException:
@@ -247,3 +259,44 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise AssertionError("no VmRSS line")
+
+
+class StalledClient:
+    """A raw-socket WebSocket client with a tiny receive buffer that stops reading at will."""
+
+    def __init__(self, port: int, path: str) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sock.connect(("127.0.0.1", port))
+        self.protocol = ClientProtocol(parse_uri(f"ws://127.0.0.1:{port}{path}"), max_size=None)
+        self.protocol.send_request(self.protocol.connect())
+        self._flush()
+        events = []
+        while not any(isinstance(event, Response) for event in events):
+            self.protocol.receive_data(self.sock.recv(65536))
+            events += self.protocol.events_received()
+
+    def _flush(self) -> None:
+        data = b"".join(self.protocol.data_to_send())
+        if data:
+            self.sock.sendall(data)
+
+    def read_all(self, timeout: float) -> tuple[int, Close | None]:
+        """Resume reading: count the text frames that arrive, up to the close frame."""
+        texts = 0
+        self.sock.settimeout(timeout)
+        while True:
+            data = self.sock.recv(1 << 20)
+            if not data:
+                self.protocol.receive_eof()
+            else:
+                self.protocol.receive_data(data)
+            for event in self.protocol.events_received():
+                if isinstance(event, Frame) and event.opcode is Opcode.TEXT:
+                    texts += 1
+            self._flush()
+            if self.protocol.close_rcvd is not None or not data:
+                return texts, self.protocol.close_rcvd
+
+    def close(self) -> None:
+        self.sock.close()

@@ -117,7 +117,7 @@ BAD_ENV = [
     ("JACC_WEBSOCKET_MESSAGES_PER_SECOND", "-5", "websocket.messages_per_second"),
     ("JACC_WEBSOCKET_MAX_CONNECTIONS_PER_WALKER", "many", "websocket.max_connections_per_walker"),
     ("JACC_WEBSOCKET_HEARTBEAT_SECONDS", "0", "websocket.heartbeat_seconds"),
-    ("JACC_WEBSOCKET_SEND_QUEUE_FRAMES", "1.5", "websocket.send_queue_frames"),
+    ("JACC_WEBSOCKET_SEND_QUEUE_BYTES", "1.5", "websocket.send_queue_bytes"),
     ("JACC_WEBSOCKET_BACKPLANE", "kafka://127.0.0.1:9092", "websocket.backplane"),
     ("JACC_AUTH_TOKEN_TTL_SECONDS", "-1", "auth.token_ttl_seconds"),
     ("JACC_SERVER_WORKERS", "0", "server.workers"),

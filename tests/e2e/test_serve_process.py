@@ -71,11 +71,11 @@ def test_a_program_with_errors_exits_1_with_diagnostics(tmp_path):
 
 
 def test_a_bad_config_value_exits_1_with_one_line(tmp_path):
-    env = server_env(JACC_WEBSOCKET_SEND_QUEUE_FRAMES="0")
+    env = server_env(JACC_WEBSOCKET_SEND_QUEUE_BYTES="0")
     result = serve_once(tmp_path, app_source("seed"), env=env)
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0
-    assert "websocket.send_queue_frames" in result.stderr
+    assert "websocket.send_queue_bytes" in result.stderr
 
 
 def test_a_missing_app_exits_1(tmp_path):

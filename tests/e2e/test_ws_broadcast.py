@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 
 import pytest
-from e2e_support import SECRET, app_source, ask, run, server_env, start_server
+from e2e_support import (
+    SECRET,
+    StalledClient,
+    app_source,
+    ask,
+    run,
+    server_env,
+    start_server,
+)
 from websockets.asyncio.client import connect
-from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosed
-from websockets.frames import Close, Frame, Opcode
-from websockets.http11 import Response
-from websockets.uri import parse_uri
 
 from jacc_runtime.server.auth import TokenService
 
@@ -126,47 +129,6 @@ def test_private_broadcast_never_reaches_an_unauthenticated_connection(server):
 # --- a client that stops reading ---------------------------------------------------------
 
 
-class StalledClient:
-    """A raw-socket WebSocket client with a tiny receive buffer that stops reading at will."""
-
-    def __init__(self, port: int, path: str) -> None:
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        self.sock.connect(("127.0.0.1", port))
-        self.protocol = ClientProtocol(parse_uri(f"ws://127.0.0.1:{port}{path}"), max_size=None)
-        self.protocol.send_request(self.protocol.connect())
-        self._flush()
-        events = []
-        while not any(isinstance(event, Response) for event in events):
-            self.protocol.receive_data(self.sock.recv(65536))
-            events += self.protocol.events_received()
-
-    def _flush(self) -> None:
-        data = b"".join(self.protocol.data_to_send())
-        if data:
-            self.sock.sendall(data)
-
-    def read_all(self, timeout: float) -> tuple[int, Close | None]:
-        """Resume reading: count the text frames that arrive, up to the close frame."""
-        texts = 0
-        self.sock.settimeout(timeout)
-        while True:
-            data = self.sock.recv(1 << 20)
-            if not data:
-                self.protocol.receive_eof()
-            else:
-                self.protocol.receive_data(data)
-            for event in self.protocol.events_received():
-                if isinstance(event, Frame) and event.opcode is Opcode.TEXT:
-                    texts += 1
-            self._flush()
-            if self.protocol.close_rcvd is not None or not data:
-                return texts, self.protocol.close_rcvd
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 def test_a_client_that_stops_reading_does_not_delay_the_others(server):
     frames, size = 5000, 4000
 
@@ -214,4 +176,57 @@ def test_a_client_that_stops_reading_does_not_delay_the_others(server):
         stalled.close()
     assert close is not None and close.code == 4408, close
     assert texts < frames  # it lost the frames it could not take, and only it
+    assert server.wait_connections(0)["connections"] == 0
+
+
+def test_a_stalled_reader_of_large_broadcasts_is_closed_once_about_1_mib_is_queued(server):
+    # The queue is bounded in bytes (send_queue_bytes, 1 MiB by default), not in frames:
+    # 512 KB frames fill it in two, where 256 frames would have pinned 128 MB.
+    # Enough frames to get past the kernel's buffers too: on loopback the server's socket
+    # may take up to 4 MB (tcp_wmem) before the stalled reader's frames start to queue.
+    frames, size = 24, 512 * 1024
+    stalled = StalledClient(server.port, "/ws/Firehose")
+
+    async def scenario():
+        sender = await connect(server.ws("/ws/Firehose"), max_size=None)
+        other = await connect(server.ws("/ws/Firehose"), max_size=None)
+        try:
+            assert server.wait_connections(3)["by_walker"]["Firehose"] == 3
+            seen: list[list[int]] = [[], []]
+            progress = asyncio.Event()
+
+            async def drain(ws, seqs):
+                while len(seqs) < frames:
+                    seqs.append(json.loads(await ws.recv())["data"]["reports"][0]["seq"])
+                    progress.set()
+
+            readers = [asyncio.create_task(drain(ws, seqs)) for ws, seqs in zip((sender, other), seen)]
+            started = time.monotonic()
+            for seq in range(frames):
+                # One frame in flight at a time: 4 MB sent at once would be more than a
+                # 1 MiB queue holds even for a client that reads as fast as it can.
+                while min(len(seqs) for seqs in seen) < seq:
+                    progress.clear()
+                    await progress.wait()
+                await sender.send(json.dumps({"seq": seq, "size": size}))
+            await asyncio.wait_for(asyncio.gather(*readers), 60)
+            return seen, time.monotonic() - started
+        finally:
+            for ws in (sender, other):
+                await ws.close()
+
+    log_before = len(server.log())
+    try:
+        seen, elapsed = run(scenario())
+        assert seen == [list(range(frames))] * 2  # the others get every frame, in order
+        assert elapsed < 20, elapsed  # nobody waited for the stalled one (send timeout 30 s)
+        texts, close = stalled.read_all(timeout=10)
+    finally:
+        stalled.close()
+    assert close is not None and close.code == 4408, close
+    # What it got is what the socket's buffers held when it stalled; the frames queued
+    # behind them (two: 1 MiB) were dropped with the backlog when the next came.
+    assert texts <= frames - 3, texts
+    # Closed for the bytes queued, long before its send timeout (30 s here) came into it.
+    assert "went over send_queue_bytes (1048576)" in server.log()[log_before:]
     assert server.wait_connections(0)["connections"] == 0

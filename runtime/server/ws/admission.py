@@ -165,6 +165,7 @@ class Admission:
 
     def _refuse(self, error: ProtocolError) -> None:
         """Answer with `error`'s frame and close with its code, outside the reader."""
+        self._connection.metrics.error(error.code, error.reason)
         self._connection.enqueue(error.frame())
         self._connection.close(error.close_code, error.reason or "")
 

@@ -20,8 +20,28 @@ class BackplaneUnavailable(Exception):
     """The backplane cannot carry broadcasts right now (SERVICE_UNAVAILABLE, 4503)."""
 
 
+class BackplaneEvents:
+    """What a backplane reports to the server's metrics (metrics.py); by default, nothing.
+
+    A backplane that talks to a broker calls `reconnected()` each time it is back
+    after a drop, and `lag(seconds)` for each broadcast it delivers: the time from
+    its publication (the broker's timestamp) to its delivery here. The app sets
+    `Backplane.events`; the publish latency the app measures itself, around `publish`.
+    """
+
+    def reconnected(self) -> None:
+        pass
+
+    def lag(self, seconds: float) -> None:
+        pass
+
+
 class Backplane(abc.ABC):
     """Fan-out of encoded frames by channel."""
+
+    # The metrics' hooks: a class attribute, so that a subclass needs no change to its
+    # __init__; the app replaces it on its own backplane.
+    events: BackplaneEvents = BackplaneEvents()
 
     def __init__(self) -> None:
         self._subscribers: list[Deliver] = []

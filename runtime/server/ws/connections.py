@@ -6,13 +6,19 @@ Every frame a connection receives goes out in order through one of two doors:
   nothing is queued (the common case, no task switch), else queued behind
   what is;
 - `Connection.enqueue` for broadcasts: never blocks the caller. The frame
-  joins a bounded queue drained by the connection's sender task.
+  joins a queue drained by the connection's sender task.
 
 A client that stops reading must not hold anyone else up (docs/protocol.md, "Slow consumers"): when its
-queue is full, or one send has been stuck for `send_timeout` seconds, the
-connection is closed with 4408. A watchdog timer, armed lazily and re-armed
-at most once per `send_timeout`, checks for stuck sends so that the hot path
-costs one clock read per frame rather than a timer per frame.
+queue would hold more than `queue_bytes` bytes, or one send has been stuck for
+`send_timeout` seconds, the connection is closed with 4408. The bound is in
+bytes, not frames, since bytes are what a slow client pins in memory: a
+broadcast frame shared by many queues counts in each. A watchdog timer, armed
+lazily and re-armed at most once per `send_timeout`, checks for stuck sends so
+that the hot path costs one clock read per frame rather than a timer per frame.
+
+Cost of the byte count: a frame's UTF-8 length is `len()` when it is ASCII
+(`str.isascii` reads a flag, O(1)); otherwise one encode, done once per frame,
+not once per queue (`ConnectionRegistry.deliver` passes it along).
 """
 
 from __future__ import annotations
@@ -22,11 +28,21 @@ import logging
 from collections import deque
 from typing import Any, Awaitable, Callable
 
+from ..metrics import NO_WALKER_METRICS
 from ..protocol import CLOSE_ABNORMAL, CLOSE_TOO_SLOW
 
 logger = logging.getLogger("jacc.connections")
 
 Send = Callable[[dict], Awaitable[None]]
+
+# Why a connection was closed as a slow consumer: the setting it went past.
+QUEUE_FULL = "send_queue_bytes"
+SEND_TIMED_OUT = "send_timeout_seconds"
+
+
+def frame_bytes(frame: str) -> int:
+    """The length of `frame` in UTF-8, what it takes on the wire and, roughly, in memory."""
+    return len(frame) if frame.isascii() else len(frame.encode())
 
 
 class Connection:
@@ -34,7 +50,10 @@ class Connection:
 
     `send` is the ASGI send callable of the socket. The connection is admitted
     to its walker's broadcasts by the registry once it is authenticated (public
-    walkers: at once).
+    walkers: at once). `metrics` are its walker's (metrics.py `WalkerMetrics`):
+    each frame written to the socket is counted, and the session and admission
+    count their errors there. `slow_reason` names the setting a slow consumer went
+    past (`QUEUE_FULL` or `SEND_TIMED_OUT`) once it is closed for it.
     """
 
     def __init__(
@@ -42,9 +61,10 @@ class Connection:
         send: Send,
         walker: str,
         *,
-        queue_frames: int,
+        queue_bytes: int,
         send_timeout: float,
         loop: asyncio.AbstractEventLoop | None = None,
+        metrics: Any = NO_WALKER_METRICS,
     ) -> None:
         self.walker = walker
         self.identity: Any = None
@@ -52,11 +72,16 @@ class Connection:
         # The user this connection is counted against for max_connections_per_user.
         self.counted_user: str | None = None
         self.disconnected = False
+        self.slow_reason: str | None = None
+        self.metrics = metrics
         self._send = send
-        self._limit = queue_frames
+        self._sent = metrics.frame_out
+        self._limit = queue_bytes
         self._timeout = send_timeout
         self._loop = loop or asyncio.get_running_loop()
-        self._queue: deque[str] = deque()
+        # (frame, its UTF-8 length): the length is worked out once, at the door.
+        self._queue: deque[tuple[str, int]] = deque()
+        self._queued = 0  # bytes in _queue
         self._wakeup: asyncio.Future | None = None
         self._busy = False
         self._send_started = 0.0
@@ -73,6 +98,17 @@ class Connection:
     @property
     def close_code(self) -> int | None:
         return None if self._close is None else self._close[0]
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes waiting in the outbound queue (the frame being sent is no longer in it)."""
+        return self._queued
+
+    def queue_fill(self) -> float:
+        """How full the outbound queue is, as a fraction of its bound in bytes (0.0 empty,
+        1.0 full). A stream waits while this is above one half. One division.
+        """
+        return self._queued / self._limit
 
     # --- the two doors in ----------------------------------------------------------
 
@@ -91,14 +127,23 @@ class Connection:
         if self._queue or self._close is not None:
             self._wake()
 
-    def enqueue(self, frame: str) -> None:
-        """Queue a frame for the sender task; overflow closes the connection with 4408."""
+    def enqueue(self, frame: str, size: int | None = None) -> None:
+        """Queue a frame for the sender task; past `queue_bytes`, close the connection with 4408.
+
+        `size` is `frame_bytes(frame)`, when the caller has it already (a broadcast).
+        A frame larger than the whole bound is still taken into an empty queue, so
+        that a client that keeps up is never closed for one large frame.
+        """
         if self._close is not None:
             return
-        if len(self._queue) >= self._limit:
-            self._too_slow("outbound queue full")
+        if size is None:
+            size = frame_bytes(frame)
+        queued = self._queued + size
+        if queued > self._limit and self._queue:
+            self._too_slow(QUEUE_FULL)
             return
-        self._queue.append(frame)
+        self._queue.append((frame, size))
+        self._queued = queued
         self._wake()
 
     def close(self, code: int, reason: str = "") -> None:
@@ -119,7 +164,9 @@ class Connection:
         try:
             while True:
                 while queue and not self._busy:
-                    await self._send_text(queue.popleft())
+                    frame, size = queue.popleft()
+                    self._queued -= size
+                    await self._send_text(frame)
                 if self._close is not None and not queue and not self._busy:
                     break
                 self._wakeup = self._loop.create_future()
@@ -142,10 +189,14 @@ class Connection:
     def _gone(self) -> None:
         # A send failed: the peer is gone, so there is nobody to send a close frame to.
         self.disconnected = True
-        self._queue.clear()
+        self._clear()
         if self._close is None:
             self._close = (CLOSE_ABNORMAL, "")
         self._wake()
+
+    def _clear(self) -> None:
+        self._queue.clear()
+        self._queued = 0
 
     def _wake(self) -> None:
         wakeup = self._wakeup
@@ -157,6 +208,7 @@ class Connection:
         self._mark_send_start()
         try:
             await self._send({"type": "websocket.send", "text": frame})
+            self._sent()
         finally:
             self._busy = False
             self._send_started = 0.0
@@ -179,7 +231,7 @@ class Connection:
         elif not self._stuck_once:
             # First strike: give up on the data, give the close frame one more period.
             self._stuck_once = True
-            self._too_slow("send timed out")
+            self._too_slow(SEND_TIMED_OUT)
             self._send_started = self._loop.time()
             self._watchdog = self._loop.call_at(self._send_started + self._timeout, self._check)
         else:
@@ -188,11 +240,17 @@ class Connection:
             if self._sender is not None:
                 self._sender.cancel()
 
-    def _too_slow(self, why: str) -> None:
+    def _too_slow(self, reason: str) -> None:
         if self._close is not None and self._close[0] == CLOSE_TOO_SLOW:
             return
-        logger.info("closing a %s connection with %d: %s", self.walker, CLOSE_TOO_SLOW, why)
-        self._queue.clear()
+        self.slow_reason = reason
+        if reason == QUEUE_FULL:
+            why = f"its outbound queue went over send_queue_bytes ({self._limit})"
+        else:
+            why = f"a send took over send_timeout_seconds ({self._timeout:g} s)"
+        logger.info("closing a %s connection with %d, too slow: %s", self.walker,
+                    CLOSE_TOO_SLOW, why, extra={"close_code": CLOSE_TOO_SLOW})
+        self._clear()
         self._close = None
         self.close(CLOSE_TOO_SLOW, "too slow")
 
@@ -201,7 +259,7 @@ class Connection:
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
-        self._queue.clear()
+        self._clear()
 
 
 class ConnectionRegistry:
@@ -319,9 +377,10 @@ class ConnectionRegistry:
         """Queue one broadcast frame, the same object, to every admitted connection."""
         listeners = self._listeners.get(walker)
         if listeners:
+            size = frame_bytes(frame)  # once per broadcast, counted in every queue
             # `enqueue` never blocks and never changes the registry: no copy needed.
             for connection in listeners:
-                connection.enqueue(frame)
+                connection.enqueue(frame, size)
 
     def connections(self, walker: str | None = None) -> list[Connection]:
         if walker is None:
@@ -334,6 +393,16 @@ class ConnectionRegistry:
     def counts(self) -> dict[str, int]:
         """Open connections per walker, for /healthz."""
         return dict(sorted(self._per_walker.items()))
+
+    def queued_bytes(self) -> tuple[int, int]:
+        """(total, largest) bytes waiting in outbound queues, for the metrics; O(connections)."""
+        total = largest = 0
+        for connection in self._open:
+            queued = connection.queued_bytes
+            total += queued
+            if queued > largest:
+                largest = queued
+        return total, largest
 
     async def close_all(self, code: int, reason: str = "", timeout: float = 5.0) -> None:
         """Close every connection with `code` and wait (up to `timeout`) until they are gone."""

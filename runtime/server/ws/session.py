@@ -29,9 +29,12 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from time import perf_counter
 from typing import TYPE_CHECKING
 
+from ..logs import connection_closed, connection_opened
 from ..protocol import (
+    CLOSE_ABNORMAL,
     CLOSE_INTERNAL_ERROR,
     CLOSE_SERVICE_RESTART,
     CLOSE_TOO_LARGE,
@@ -59,7 +62,10 @@ from .watchdog import WalkerWatchdog
 if TYPE_CHECKING:
     from ..auth import TokenService
     from ..config import WebSocketConfig
+    from ..drain import Drain
+    from ..metrics import Metrics, NoMetrics
     from ..protocol import WalkerBinding
+    from ..threads import WalkerPool
     from .connections import ConnectionRegistry
 
 logger = logging.getLogger("jacc.session")
@@ -72,7 +78,9 @@ class SessionContext:
     One per app, shared by all its sessions. `binding` looks a walker up by name
     and is called for every frame, so that an open connection runs the code of
     the latest dev reload (or learns that its walker is gone). `publish` sends a
-    broadcast frame on a walker's channel of the backplane.
+    broadcast frame on a walker's channel of the backplane. `threads` runs the
+    non-async walkers; `drain` counts walker runs and refuses them on shutdown;
+    `metrics` are the app's (metrics.py).
     """
 
     limits: WebSocketConfig
@@ -81,6 +89,9 @@ class SessionContext:
     binding: Callable[[str], WalkerBinding | None]
     publish: Callable[[str, str], Awaitable[None]]
     dev: bool
+    threads: WalkerPool
+    drain: Drain
+    metrics: Metrics | NoMetrics
 
 
 class WebSocketSession:
@@ -102,6 +113,10 @@ class WebSocketSession:
         self._binding = context.binding
         self._publish = context.publish
         self._dev = context.dev
+        self._drain = context.drain
+        self._metrics = context.metrics.walker(walker)
+        self._peer_code: int | None = None  # the client's close code, once it has gone
+        self._lane = context.threads.lane()
         limits = context.limits
         loop = asyncio.get_running_loop()
         self._clock = loop.time
@@ -122,6 +137,7 @@ class WebSocketSession:
     async def run(self) -> None:
         if (await self._receive())["type"] != "websocket.connect":
             return  # the client left during the handshake
+        connection_opened(self._walker)  # before the accept: uvicorn's line of it carries the id
         try:
             await self._send({"type": "websocket.accept"})
         except OSError:  # uvicorn's ClientDisconnected: gone before the 101 went out
@@ -130,9 +146,12 @@ class WebSocketSession:
         connection = self.connection = Connection(
             self._send,
             self._walker,
-            queue_frames=context.limits.send_queue_frames,
+            queue_bytes=context.limits.send_queue_bytes,
             send_timeout=context.limits.send_timeout_seconds,
+            metrics=self._metrics,
         )
+        opened_at = self._clock()
+        self._metrics.opened()
         admission = self._admission = Admission(
             connection,
             public=self._public,
@@ -148,6 +167,16 @@ class WebSocketSession:
             admission.close()
             self._watchdog.cancel()
             connection.dispose()
+            self._ended(connection, self._clock() - opened_at)
+
+    def _ended(self, connection: Connection, seconds: float) -> None:
+        # The close code jacc sent, or else the client's (1006 if it just dropped).
+        code = connection.close_code
+        by_server = code is not None and code != CLOSE_ABNORMAL
+        if not by_server and self._peer_code is not None:
+            code = self._peer_code
+        self._metrics.closed(code, by_server, connection.slow_reason)
+        connection_closed(self._walker, code, by_server, seconds)
 
     async def _serve(self, connection: Connection) -> None:
         sender = connection.start()
@@ -176,20 +205,24 @@ class WebSocketSession:
             while not connection.closing:
                 message = ahead.popleft() if ahead else await receive()
                 if message["type"] != "websocket.receive":
+                    self._peer_code = message.get("code")
                     connection.disconnected = True
                     return
+                self._metrics.frame_in()
                 data = message.get("text")
                 if data is None:
                     data = message.get("bytes") or b""
                 try:
                     await self._handle(data)
                 except ProtocolError as error:
+                    self._metrics.error(error.code, error.reason)
                     await connection.reply(error.frame())
                     if error.close_code is not None:
                         connection.close(error.close_code, error.reason or "")
         except Exception:
             # A bug of ours, not the client's: say so, and do not keep a socket in an unknown state.
             logger.exception("unexpected error on a %s connection", self._walker)
+            self._metrics.error(INTERNAL_ERROR)
             await connection.reply(error_frame(INTERNAL_ERROR, "internal server error"))
             connection.close(CLOSE_INTERNAL_ERROR, "internal error")
 
@@ -209,17 +242,29 @@ class WebSocketSession:
             self._check_size(data)
         if not self._bucket.take(now):
             raise self._rate_limited(now)
-        payload, token = self._admit(data, now)
+        payload, token = self._admit(data, now, binding.max_keys)
         kind = binding.control_type(payload)
         if kind is not None:
             await self._control(kind, token)
             return
         binding.check(payload)
+        drain = self._drain
+        drain.enter()  # SERVICE_UNAVAILABLE once the server drains
+        try:
+            await self._run(binding, payload, now)
+        finally:
+            # An error answer goes out from `_read` before the reader next yields, so
+            # the close that ends a drain still finds it queued or being sent.
+            drain.leave()
+
+    async def _run(self, binding: WalkerBinding, payload: dict, now: float) -> None:
         watchdog = self._watchdog
         watchdog.begin(now)
+        started = perf_counter()  # not the loop's clock: uvloop's is cached, to the ms
         try:
-            reports = await run_walker(binding, payload, self._dev)
+            reports = await run_walker(binding, payload, self._dev, self._lane)
         finally:
+            self._metrics.ran(perf_counter() - started)
             watchdog.end()  # raises EXECUTION_TIMEOUT for a walker it cancelled
         frame = success_frame(reports, binding.name, self._dev)
         if binding.spec.broadcast:
@@ -247,12 +292,12 @@ class WebSocketSession:
             reason="messages_per_second",
         )
 
-    def _admit(self, data: str | bytes, now: float) -> tuple[dict, object]:
+    def _admit(self, data: str | bytes, now: float, max_keys: int | None) -> tuple[dict, object]:
         """Parse a frame and take its `token` out; authenticate or check expiry."""
         connection = self.connection
         admission = self._admission
         try:
-            payload = decode_object(data)
+            payload = decode_object(data, max_keys)
         except ProtocolError as error:
             if connection.admitted:
                 raise
