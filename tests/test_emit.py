@@ -60,3 +60,30 @@ def test_generated_programs_get_the_line_table_reading_back_gives(text: str) -> 
     compiled = compile_or_diagnose(text)
     if isinstance(compiled, Compiled):
         assert_same_as_reparse(compiled.tree)
+
+
+def _nested_calls(depth: int) -> ast.Module:
+    """`x = f(f(...f(1)...))`, built as a tree: past 200 it is no Python text."""
+    value: ast.expr = ast.Constant(1)
+    for _ in range(depth):
+        value = ast.Call(ast.Name("f", ast.Load()), [value], [])
+    module = ast.Module([ast.Assign([ast.Name("x", ast.Store())], value)], [])
+    return ast.fix_missing_locations(module)
+
+
+@pytest.mark.parametrize("depth", [5, 60, 150])
+def test_only_text_nested_near_python_s_limits_is_read_back(depth: int, monkeypatch) -> None:
+    read_back = []
+    real = emit.line_table_by_reparse
+    monkeypatch.setattr(emit, "line_table_by_reparse",
+                        lambda tree, text: read_back.append(1) or real(tree, text))
+    tree = _nested_calls(depth)
+    text = emit.module_source(tree, "app.jac")
+    assert bool(read_back) == (depth > emit._READABLE_DEPTH)
+    assert ast.unparse(tree) in text
+
+
+def test_text_python_cannot_read_is_refused() -> None:
+    # 250 nested brackets: beyond CPython's tokenizer (jacc.depth.MAX_BRACKETS).
+    with pytest.raises(emit.UnwritableModule, match="nested brackets"):
+        emit.module_source(_nested_calls(250), "app.jac")
