@@ -84,24 +84,30 @@ def _add_serving_options(serve: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from jacc_runtime.server import ServeError
-
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except JacError as error:
         print(error.render(), file=sys.stderr)
         return EXIT_USER
-    except ServeError as error:
-        print(error, file=sys.stderr)
-        return EXIT_USER
     except KeyboardInterrupt:
         return EXIT_OK
-    except Exception:
+    except Exception as error:
+        if _is_serve_error(error):
+            print(error, file=sys.stderr)
+            return EXIT_USER
         print("error: internal compiler error (this is a bug in jacc, please report it)",
               file=sys.stderr)
         traceback.print_exc()
         return EXIT_INTERNAL
+
+
+def _is_serve_error(error: Exception) -> bool:
+    # Only the commands that use the server import it (with Starlette and uvicorn,
+    # about 0.2 s and 15 MB that `build` and `check` do without), and a ServeError
+    # can only come from one of them.
+    server = sys.modules.get("jacc_runtime.server")
+    return server is not None and isinstance(error, server.ServeError)
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -141,14 +147,14 @@ def load_walkers(path: Path) -> list:
     from jacc_runtime.lines import jac_traceback
     from jacc_runtime.server import BuildFailed, walkers_in
 
-    from .compiler import compile_file, execute
+    from .compiler import execute, program_file
 
     try:
-        compiled = compile_file(path)
+        program = program_file(path)  # through the build cache: unchanged text is not parsed
     except JacError as error:
         raise BuildFailed(error.render(), [d.as_json() for d in error.diagnostics]) from None
     try:
-        module = execute(compiled, path)
+        module = execute(program, path)
     except Exception as error:  # the program's own top level raised: the user's error
         raise BuildFailed(f"{jac_traceback(error)}\nerror: {path} raised while loading") from None
     return walkers_in(vars(module).values())

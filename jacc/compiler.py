@@ -1,6 +1,7 @@
 """The only place the stages meet: parse → check → generate → compile.
 
     compile_source(text, name)  → Compiled (located Python AST, warnings)
+    program_file(path)          → Program (code, warnings), through the build cache
     load_module(path)           → an executed module, compiled in memory
     build_file(path, out)       → writes the `.py` that `jacc build` promises
     check_file(path)            → warnings (errors raise `JacError`)
@@ -9,14 +10,18 @@
 from __future__ import annotations
 
 import ast
+import contextlib
+import gc
 import types
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from .checker import check
-from .codegen import UnwritableModule, generate, module_source
+from .codegen import generate
 from .depth import MAX_BLOCKS, deep_enough, deepest, span_of, too_deep
 from .diagnostics import Diagnostic, InputError, JacError, sort_diagnostics
+from .emit import UnwritableModule, module_source
 from .parser import parse_module
 from .source import Source, Span
 
@@ -26,6 +31,15 @@ class Compiled:
     source: Source
     tree: ast.Module  # located: positions are the .jac file's
     code: types.CodeType
+    warnings: list[Diagnostic]
+
+
+@dataclass(frozen=True)
+class Program:
+    """What running a program takes: from a compile, or from the build cache."""
+
+    source: Source
+    code: types.CodeType  # its positions are the .jac file's
     warnings: list[Diagnostic]
 
 
@@ -42,7 +56,11 @@ def compile_source(text: str, name: str = "app.jac", filename: str | None = None
     `name` is how diagnostics refer to the file; `filename` (default: `name`) is
     what tracebacks of the compiled code show.
     """
-    source = Source(name, text)
+    with _collector_paused():
+        return _compile(Source(name, text), filename or name)
+
+
+def _compile(source: Source, filename: str) -> Compiled:
     module = parse_module(source)  # never recursive: any depth parses (jacc.depth)
     with deep_enough():
         diagnostics = check(module)
@@ -50,7 +68,7 @@ def compile_source(text: str, name: str = "app.jac", filename: str | None = None
             raise JacError(source, diagnostics)
         tree = generate(module)
         try:
-            code = compile(tree, filename or name, "exec", dont_inherit=True)
+            code = compile(tree, filename, "exec", dont_inherit=True)
         except SyntaxError as error:
             # The checker should have caught it; still the user's program, never a traceback.
             raise JacError(source, diagnostics + [_python_syntax_error(error)]) from None
@@ -63,6 +81,25 @@ def compile_source(text: str, name: str = "app.jac", filename: str | None = None
                 "variables")]) from None
     warnings = sort_diagnostics([d for d in diagnostics if not d.is_error])
     return Compiled(source, tree, code, warnings)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause CPython's cyclic garbage collector while a program compiles.
+
+    Compiling allocates tens of thousands of objects that all live to the end
+    (tokens, nodes, the `ast`), and the collector, which runs every 700 new
+    objects and now and then over all of them, finds nothing to free: it spent
+    about a third of a build's time. Cycles made meanwhile wait for the next run.
+    """
+    if not gc.isenabled():  # already paused, by a caller or an outer compile
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _python_syntax_error(error: SyntaxError) -> Diagnostic:
@@ -96,6 +133,23 @@ def compile_file(path: Path) -> Compiled:
     return compile_source(read_source(path), str(path), str(path.resolve()))
 
 
+def program_file(path: Path) -> Program:
+    """`compile_file`'s code and warnings, read from the build cache beside the
+    file (`jacc.cache`) when the same text was compiled before, else compiled
+    and kept there. What `serve` (and `--dev`, at every save) runs."""
+    from . import cache  # hashlib and tempfile: 8 ms that `build` and `check` do without
+
+    path = Path(path)
+    text, filename = read_source(path), str(path.resolve())
+    entry, made_for = cache.entry_path(path), cache.key(text, filename)
+    cached = cache.load(entry, made_for)
+    if cached is not None:
+        return Program(Source(str(path), text), *cached)
+    compiled = compile_source(text, str(path), filename)
+    cache.store(entry, made_for, compiled.code, compiled.warnings)
+    return Program(compiled.source, compiled.code, compiled.warnings)
+
+
 def check_file(path: Path) -> list[Diagnostic]:
     return compile_file(path).warnings
 
@@ -106,24 +160,25 @@ def load_module(path: Path, name: str | None = None) -> types.ModuleType:
     return execute(compile_file(path), path, name)
 
 
-def execute(compiled: Compiled, path: Path, name: str | None = None) -> types.ModuleType:
+def execute(program: Compiled | Program, path: Path, name: str | None = None
+            ) -> types.ModuleType:
     """Run compiled code as a fresh module; whatever its top level raises propagates."""
     module = types.ModuleType(name or path.stem)
     module.__file__ = str(path.resolve())
-    exec(compiled.code, module.__dict__)
+    exec(program.code, module.__dict__)
     return module
 
 
 def build_file(path: Path, output: Path | None = None) -> Built:
     """Write the Python module for `path` (default: `app.py` beside `app.jac`)."""
     path = Path(path)
-    compiled = compile_file(path)
     output = Path(output) if output is not None else path.with_suffix(".py")
-    relative = _relative_source(path, output)
-    try:
-        text = module_source(compiled.tree, relative)
-    except UnwritableModule as error:
-        raise JacError(compiled.source, [error.diagnostic]) from None
+    with _collector_paused():
+        compiled = compile_file(path)
+        try:
+            text = module_source(compiled.tree, _relative_source(path, output))
+        except UnwritableModule as error:
+            raise JacError(compiled.source, [error.diagnostic]) from None
     try:
         output.write_text(text, encoding="utf-8")
     except OSError as error:

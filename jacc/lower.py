@@ -44,8 +44,14 @@ def _span_of(item: Any) -> Span | None:
 
 
 def _span(*items: Any) -> Span:
-    spans = [s for s in map(_span_of, items) if s is not None]
-    return spans[0].to(spans[-1])
+    # Only the first and the last placed item count: the ones between are not looked at.
+    for item in items:
+        if (first := _span_of(item)) is not None:
+            break
+    for item in reversed(items):
+        if (last := _span_of(item)) is not None:
+            break
+    return first.to(last)
 
 
 def _text(token: Token | None) -> str | None:

@@ -2,7 +2,9 @@
 
 The grammar is parsed with LALR and the `Lower` transformer runs inside the
 parser, so parsing yields `nodes` directly (about three times faster than
-building a parse tree and transforming it afterwards).
+building a parse tree and transforming it afterwards). Lark builds (and caches)
+the tables; `jacc.lalr` runs them, and Lark's own driver runs only on a syntax
+error, to raise the error the diagnostics are made from.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedInput, Un
 
 from . import nodes as n
 from .diagnostics import Diagnostic, JacError
+from .lalr import Driver, Rejected
 from .lexer import JacLexer
 from .literals import FStringError
 from .lower import Lower, _span_of
@@ -56,9 +59,29 @@ def _lark() -> Lark:
     )
 
 
+@functools.cache
+def _lexer() -> JacLexer:
+    return JacLexer(_lark().lexer_conf)
+
+
+@functools.cache
+def _driver() -> Driver:
+    return Driver(_lark(), _lexer(), _lark().options.transformer)
+
+
+def _parse(text: str, start: str) -> Any:
+    """What `Lark.parse` returns for `text`, or the `UnexpectedInput` it raises."""
+    try:
+        return _driver().parse(text, start)
+    except Rejected:
+        pass
+    _lark().parse(text, start=start)  # raises the error the diagnostics are made from
+    raise AssertionError("jacc.lalr rejected a text that Lark's parser accepts")
+
+
 def _parse_fstring_expr(text: str) -> Any:
     try:
-        return _lark().parse(text, start="fstring_expr")
+        return _parse(text, "fstring_expr")
     except LarkError:
         raise FStringError("f-string: invalid expression") from None
 
@@ -66,7 +89,7 @@ def _parse_fstring_expr(text: str) -> Any:
 def parse_module(source: Source) -> n.Module:
     """Parse a whole file into a `Module`; raise `JacError` on a syntax error."""
     try:
-        return _lark().parse(source.text, start="start")
+        return _parse(source.text, "start")
     except UnexpectedInput as error:
         raise JacError(source, _syntax_diagnostics(source, error)) from None
 
@@ -87,7 +110,7 @@ def _unsupported_tokens(source: Source) -> list[Diagnostic]:
     """Every unsupported Jac construct in the file, not only the one parsing stopped at."""
     found = []
     try:
-        for token in JacLexer(_lark().lexer_conf).tokens(source.text):
+        for token in _lexer().tokens(source.text):
             if token.type.startswith(_UNSUPPORTED_PREFIX):
                 found.append(unsupported(token, Span.of_token(token)))
     except LarkError:

@@ -228,3 +228,25 @@ def test_usage_errors_are_the_users_status_1(work: Path, args: list[str]) -> Non
     assert result.returncode == 1
     assert "usage: jacc" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_build_and_check_do_not_load_the_server(work: Path) -> None:
+    # Starlette, uvicorn and the rest cost a build about 0.2 s and 15 MB for nothing.
+    script = ("import sys; from jacc import cli; "
+              f"status = [cli.main([c, {str(work / 'app.jac')!r}]) for c in ('build', 'check')]; "
+              "print(status, 'jacc_runtime.server' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.stdout.strip() == "[0, 0] False", result.stderr
+
+
+def test_a_serve_error_is_the_user_s(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from jacc_runtime.server import ServeError
+
+    def refuse(args: object) -> int:
+        raise ServeError("config: server.port must be an integer > 0, got 0")
+
+    monkeypatch.setitem(cli.COMMANDS, "serve", refuse)
+    assert cli.main(["serve", "app.jac"]) == cli.EXIT_USER
+    assert capsys.readouterr().err == "config: server.port must be an integer > 0, got 0\n"
