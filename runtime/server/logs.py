@@ -100,7 +100,8 @@ def uvicorn_level(level: str) -> int:
 
 
 class RedactTokens(logging.Filter):
-    """Replaces `token=...` in every log record: tokens must never reach a log (docs/protocol.md, "Authentication")."""
+    """Replaces `token=...` in every log record: tokens must never reach a log
+    (docs/protocol.md, "Authentication")."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.msg, str):

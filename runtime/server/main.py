@@ -214,7 +214,8 @@ def _serving(app_path: Path, config: Config) -> str:
     shown = f"[{host}]" if ":" in host else host
     secure = "s" if config.server.ssl_certfile is not None else ""
     base = f"{shown}:{port}{config.server.root_path}"
-    return f"jacc serving {app_path} at http{secure}://{base}  (WebSocket: ws{secure}://{base}/ws/NAME)"
+    return (f"jacc serving {app_path} at http{secure}://{base}  "
+            f"(WebSocket: ws{secure}://{base}/ws/NAME)")
 
 
 def _say(config: Config, line: str) -> None:

@@ -24,11 +24,10 @@ from e2e_support import (
     server_env,
     start_server,
 )
+from jacc_runtime.server.auth import TokenService
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
-
-from jacc_runtime.server.auth import TokenService
 
 QUEUE_BYTES = 65536
 CONFIG = f"""\
