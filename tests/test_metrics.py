@@ -14,8 +14,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-
 from jacc_runtime import Walker, entry, field, report
 from jacc_runtime.server.app import JaccApp, default_config
 from jacc_runtime.server.auth import TokenService
@@ -27,6 +25,7 @@ from jacc_runtime.server.metrics import (
     shared_across_workers,
 )
 from jacc_runtime.server.ws.backplane import BackplaneEvents, MemoryBackplane
+from prometheus_client.parser import text_string_to_metric_families
 
 with warnings.catch_warnings():
     from starlette.exceptions import StarletteDeprecationWarning
@@ -307,9 +306,8 @@ def test_an_operators_multiprocess_folder_is_emptied_and_kept(tmp_path):
 
 
 def test_a_tally_flushes_to_what_observe_would_have_made():
-    from prometheus_client import CollectorRegistry, Histogram
-
     from jacc_runtime.server.metrics import Tally
+    from prometheus_client import CollectorRegistry, Histogram
 
     observed, tallied = (Histogram("h", "h", registry=CollectorRegistry(),
                                    buckets=(0.01, 0.1, 1.0)) for _ in range(2))

@@ -512,7 +512,8 @@ def _check_proxies(dotted: str, value: object, source: str) -> tuple[str, ...]:
         raise _bad(dotted, value, source)
     entries = tuple(entry.strip() if isinstance(entry, str) else entry for entry in value)
     for entry in entries:
-        if not isinstance(entry, str) or not _is_proxy(entry) or (entry == "*" and len(entries) > 1):
+        alone = entry != "*" or len(entries) == 1
+        if not isinstance(entry, str) or not _is_proxy(entry) or not alone:
             raise _bad(dotted, entry, source)
     return entries
 

@@ -6,7 +6,7 @@ Text, uvicorn's format, is the default; `[server] log_format = "json"` writes
 one JSON object per line: `time` (UTC, ISO 8601), `level`, `logger`, `event`
 (the message), and where they apply `conn` and `walker` (the connection the
 line is about), `close_code`, the access line's `client`, `method`, `path` and
-`status`, and `exc` (a traceback).
+`status`, `exc` (a traceback), and the start banner's `walkers`.
 
 Each WebSocket connection gets a short random id when it opens
 (`connection_opened`); every line logged while serving it, by jacc or by
@@ -43,8 +43,8 @@ _CONNECTION: contextvars.ContextVar[tuple[str, str] | None] = contextvars.Contex
 
 _LEVELS = {"critical": logging.CRITICAL, "error": logging.ERROR, "warning": logging.WARNING,
            "info": logging.INFO, "debug": logging.DEBUG, "trace": TRACE_LOG_LEVEL}
-# Record attributes that a JSON line carries when a record has them.
-_FIELDS = ("conn", "walker", "close_code")
+# Record attributes that a JSON line carries when a record has them (`walkers`: the banner's).
+_FIELDS = ("conn", "walker", "close_code", "walkers")
 
 
 def connection_opened(walker: str) -> str:
@@ -100,7 +100,8 @@ def uvicorn_level(level: str) -> int:
 
 
 class RedactTokens(logging.Filter):
-    """Replaces `token=...` in every log record: tokens must never reach a log (docs/protocol.md, "Authentication")."""
+    """Replaces `token=...` in every log record: tokens must never reach a log
+    (docs/protocol.md, "Authentication")."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.msg, str):

@@ -80,9 +80,12 @@ def serve(options: ServeOptions, load: Loader,
     app = _build_app(options.app, config, walkers, environ)
     reloader = DevReloader(app, options.app, load) if config.server.dev else None
     try:
-        _print_banner(options.app, config, app)
+        if config.server.log_format == "json":
+            _log_banner(options.app, config, app)  # stdout, too, is JSON lines only
+        else:
+            _print_banner(options.app, config, app)
         if reloader is not None:
-            print(f"dev mode: watching {options.app}; build status at {STATUS_PATH}", flush=True)
+            _say(config, f"dev mode: watching {options.app}; build status at {STATUS_PATH}")
         limits = _socket_limits(config)
         _run(_Server(_uvicorn_config(app, config, limits), app, reloader))
     finally:
@@ -206,14 +209,32 @@ def _yes(flag: bool) -> str:
     return "yes" if flag else "no"
 
 
-def _print_banner(app_path: Path, config: Config, app: JaccApp, out: TextIO | None = None) -> None:
-    out = out or sys.stdout
+def _serving(app_path: Path, config: Config) -> str:
     host, port = config.server.host, config.server.port
     shown = f"[{host}]" if ":" in host else host
     secure = "s" if config.server.ssl_certfile is not None else ""
     base = f"{shown}:{port}{config.server.root_path}"
-    print(f"jacc serving {app_path} at http{secure}://{base}  (WebSocket: ws{secure}://{base}/ws/NAME)",
-          file=out)
+    return (f"jacc serving {app_path} at http{secure}://{base}  "
+            f"(WebSocket: ws{secure}://{base}/ws/NAME)")
+
+
+def _say(config: Config, line: str) -> None:
+    if config.server.log_format == "json":
+        logger.info("%s", line)
+    else:
+        print(line, flush=True)
+
+
+def _log_banner(app_path: Path, config: Config, app: JaccApp) -> None:
+    """The banner as one log line, its table as the line's `walkers` (docs/operations.md#logs)."""
+    names = ("walker", "route", "protocol", "public", "broadcast")
+    walkers = [dict(zip(names, row)) for row in walker_table(app)]
+    logger.info("%s", _serving(app_path, config), extra={"walkers": walkers})
+
+
+def _print_banner(app_path: Path, config: Config, app: JaccApp, out: TextIO | None = None) -> None:
+    out = out or sys.stdout
+    print(_serving(app_path, config), file=out)
     rows = [("walker", "route", "protocol", "public", "broadcast"), *walker_table(app)]
     if len(rows) == 1:
         print("  (no walkers)", file=out)

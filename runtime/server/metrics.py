@@ -1,6 +1,6 @@
 """The server's Prometheus metrics, served at `GET /metrics` (docs/operations.md#metrics).
 
-    metrics = Metrics(state=lambda: ServerState(queued_bytes=..., largest_queue=..., loop_blocked=...))
+    metrics = Metrics(state=lambda: ServerState(queued_bytes=..., loop_blocked=...))
     chat = metrics.walker("ChatRoom")   # children bound once per walker
     chat.frame_in(); chat.ran(0.002)
     body, content_type = metrics.expose()
@@ -52,12 +52,14 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    multiprocess,
 )
-from prometheus_client import multiprocess
 
 from .accounts import InvalidCredentials
 from .protocol import CLOSE_MEANINGS, UNAUTHORIZED
 from .ws.backplane import BackplaneEvents
+
+Publish = Callable[..., Awaitable[Any]]
 
 __all__ = ["NO_WALKER_METRICS", "Metrics", "NoMetrics", "ServerState", "WalkerMetrics",
            "metrics_for", "multiprocess_dir", "shared_across_workers", "worker_exited"]
@@ -305,7 +307,7 @@ class Metrics:
 
         return timed
 
-    def timed_publish(self, publish: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    def timed_publish(self, publish: Publish) -> Publish:
         """`publish` (the backplane's), timed as the sender waits for it, failures included."""
         observe = self._publish.observe
         clock = time.perf_counter
@@ -456,7 +458,7 @@ class NoMetrics:
     def timed_deliver(self, deliver: Callable[..., None]) -> Callable[..., None]:
         return deliver
 
-    def timed_publish(self, publish: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    def timed_publish(self, publish: Publish) -> Publish:
         return publish
 
     def backplane_events(self) -> BackplaneEvents:

@@ -24,11 +24,10 @@ from e2e_support import (
     server_env,
     start_server,
 )
+from jacc_runtime.server.auth import TokenService
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
-
-from jacc_runtime.server.auth import TokenService
 
 QUEUE_BYTES = 65536
 CONFIG = f"""\
@@ -207,6 +206,14 @@ def test_the_log_is_json_lines_with_the_connection_id_and_close_code(server):
     text = server.log()[start:]
     assert token not in text and "garbage" not in text
     assert "the body of a message" not in text
+    # The banner is a line of the log too, and standard output (the access lines) is
+    # JSON lines only: no table in the middle of them.
+    banner = json.loads(server.log().splitlines()[0])
+    assert banner["event"].startswith("jacc serving app.jac at http://127.0.0.1:")
+    assert {"walker": "SecureChat", "route": "/ws/SecureChat", "protocol": "websocket",
+            "public": "no", "broadcast": "no"} in banner["walkers"]
+    out = (server.folder / "stdout.txt").read_text().splitlines()
+    assert out and all(json.loads(line)["logger"] == "uvicorn.access" for line in out)
 
 
 def test_metrics_can_be_turned_off(tmp_path):
