@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(PY) bench/compile.py
 	$(PY) bench/ws.py
 	$(PY) bench/reload.py
+	$(PY) bench/scale.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

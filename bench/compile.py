@@ -8,8 +8,8 @@ ratio. Target: the build at most 5x the byte-compile's CPU time, at most 80 MB
 Then each lever of the build's speed, both sides measured in this run:
 
 - reading a file (lexing, parsing and lowering): Lark's own LALR driver against
-  `jacc.lalr` on the same tables, and against how `jacc build` read it before
-  (Lark's driver with the garbage collector running);
+  `jacc.lalr` on the same tables, with the same lexer and `lower`, and Lark's with
+  the garbage collector running, as `jacc build` ran it before;
 - the `.py` text: `ast.unparse` and `ast.parse` for the line table, against `jacc.emit`;
 - the garbage collector running during a build, against paused (`jacc.compiler`);
 - `serve` loading the program: compiling it, against the build cache (`jacc.cache`);
@@ -137,7 +137,7 @@ def lever_rows(text: str, folder: Path, runs: int) -> list[tuple[str, float, flo
                          "ours": collector(False, ours)}, runs)
     rows.append(("reading a file: Lark's LALR driver -> jacc.lalr",
                  reading["lark"], reading["ours"]))
-    rows.append(("  as jacc build read it before (collector running)",
+    rows.append(("  the same, Lark's with the collector running",
                  reading["before"], reading["ours"]))
 
     tree = compile_source(text).tree

@@ -4,9 +4,9 @@ Checks (each code is in docs/diagnostics.md): `@restspec` rules, duplicate names
 and fields, `has` without a type, `await` outside async code, `self.x` for an
 unknown member, undefined names, a shadowed name used before its declaration
 (`scopes`), `report`/`disengage`/`self` outside a walker, an expression without
-`;`, misplaced docstrings, legacy spellings, code nested deeper than compilers
-go, and the Python rules that `compile()` would otherwise reject with a bare
-SyntaxError.
+`;`, misplaced docstrings, served functions and streams (`yield`), legacy
+spellings, code nested deeper than compilers go, and the Python rules that
+`compile()` would otherwise reject with a bare SyntaxError.
 
 Each `visit_<Class>` method carries a rule; a node with none is traversed by
 `generic_visit`, as in `ast.NodeVisitor`. A node of any other class raises.
@@ -17,11 +17,19 @@ from __future__ import annotations
 import builtins
 from dataclasses import dataclass, field
 from difflib import get_close_matches
+from typing import get_args
 
 from . import nodes as n
 from .depth import MAX_DEPTH, too_deep
 from .diagnostics import Diagnostic
-from .restspec import RESTSPEC, is_restspec, jac_aliases, read_restspec, restspec_names
+from .restspec import (
+    RESTSPEC,
+    has_restspec,
+    is_restspec,
+    jac_aliases,
+    read_restspec,
+    restspec_names,
+)
 from .scopes import Bindings, Resolution, globs_of, resolve, target_names
 from .source import Span
 
@@ -52,6 +60,8 @@ class _Scope:
     members: set[str] | None = None  # the walker's members; None when a base is not ours
     is_async: bool = False
     in_function: bool = False
+    ability: bool = False  # a walker's ability: no `yield` there (it streams with `report`)
+    async_generator: bool = False  # an `async def` that yields: no `return VALUE`
     loop_depth: int = 0
     comprehension_names: list[set[str]] = field(default_factory=list)
     in_lambda: bool = False
@@ -206,10 +216,14 @@ class ModuleChecker:
             early.names.add(item.name)
 
     def visit_Function(self, node: n.Function, scope: _Scope) -> None:
-        self.check_decorators(node.decorators, scope, walker=None)
+        module_level = scope.walker is None
+        self.check_decorators(node.decorators, scope, target=node if module_level else None)
         self.check_params(node.params, scope)
+        if module_level and is_served(node, self.aliases):
+            self.check_served_function(node)
         self.check_docstring(node.body)
         body_scope = self.body_scope(node.params, node.body, scope, is_async=node.is_async)
+        body_scope.async_generator = node.is_async and _yields(node.body)
         self.walk(node.body, body_scope)
 
     def body_scope(self, params: tuple[n.Param, ...], body: tuple[n.Stmt, ...],
@@ -290,10 +304,12 @@ class ModuleChecker:
                        bare_star.span)
 
     def check_decorators(self, decorators: tuple[n.Decorator, ...], scope: _Scope,
-                         walker: n.Walker | None) -> None:
+                         target: n.Walker | n.Function | None) -> None:
+        """`target` is what a `@restspec` may serve here: a walker, a module-level function."""
         for decorator in decorators:
-            if is_restspec(decorator, self.aliases) and walker is None:
-                self.error("E0107", "`@restspec` applies to walkers only", decorator.span)
+            if is_restspec(decorator, self.aliases) and target is None:
+                self.error("E0107", "`@restspec` applies to walkers and module-level functions "
+                           "only", decorator.span)
                 continue
             if not is_restspec(decorator, self.aliases):
                 self.visit(decorator.expr, self.early())
@@ -302,7 +318,7 @@ class ModuleChecker:
 
     def visit_Walker(self, node: n.Walker, scope: _Scope) -> None:
         self.check_restspec(node)
-        self.check_decorators(node.decorators, scope, walker=node)
+        self.check_decorators(node.decorators, scope, target=node)
         self.walk(node.bases, self.early())
         self.check_members(node, scope)
         self.check_stray_docs(node.stray_docs)
@@ -316,8 +332,9 @@ class ModuleChecker:
             elif isinstance(member, n.Ability):
                 self.check_trigger(member)
                 self.check_docstring(member.body)
-                self.walk(member.body, self.body_scope((), member.body, inner,
-                                                       is_async=member.is_async))
+                body_scope = self.body_scope((), member.body, inner, is_async=member.is_async)
+                body_scope.ability = True  # no `yield` here: a walker streams its reports
+                self.walk(member.body, body_scope)
             else:
                 self.visit_Function(member, inner)
 
@@ -336,6 +353,60 @@ class ModuleChecker:
                        "`protocol=APIProtocol.WEBSOCKET`", span,
                        help="broadcast is only possible over WebSocket: add "
                        "`protocol=APIProtocol.WEBSOCKET`")
+        if spec.stream:
+            self.check_stream(node.decorators, f"`{node.name}`", spec.protocol, spec.broadcast,
+                              _keyword_span(node.decorators, "stream", self.aliases)
+                              or node.name_span)
+
+    # ------------------------------------------------------------ served functions and streams
+    # A module-level `def:pub`, or a `def` with `@restspec`, is served (docs/language.md,
+    # "Served functions"); a generator function or a `stream=True` walker streams.
+
+    def check_served_function(self, node: n.Function) -> None:
+        spec, problems = read_restspec(node.decorators, self.aliases)
+        self.diagnostics.extend(problems)
+        stream_span = _keyword_span(node.decorators, "stream", self.aliases)
+        if stream_span is not None:
+            self.error("E0103", "`stream` applies to walkers only", stream_span,
+                       help="a function streams when it `yield`s: remove `stream=`")
+        if spec.broadcast and spec.protocol != "websocket":
+            self.error("E0102", f"`broadcast=True` on `{node.name}` needs "
+                       "`protocol=APIProtocol.WEBSOCKET`",
+                       _keyword_span(node.decorators, "broadcast", self.aliases)
+                       or node.name_span,
+                       help="broadcast is only possible over WebSocket: add "
+                       "`protocol=APIProtocol.WEBSOCKET`")
+        if _yields(node.body):
+            self.check_stream(node.decorators, f"`{node.name}`", spec.protocol,
+                              spec.broadcast, node.name_span, function=True)
+        for param in node.params:
+            if param.kind in ("star", "double_star"):
+                stars = "*" if param.kind == "star" else "**"
+                self.error("E0207", f"served function `{node.name}` cannot take "
+                           f"`{stars}{param.name}`", param.span,
+                           help="a request is one JSON object: declare each field as a named "
+                           "parameter")
+            elif param.kind == "plain" and param.annotation is None:
+                self.error("E0206", f"parameter `{param.name}` of served function "
+                           f"`{node.name}` has no type", _keyword(param.span, param.name),
+                           help=f"write `{param.name}: TYPE`: the parameters of a served "
+                           "function are the fields of its requests, checked like `has` fields")
+
+    def check_stream(self, decorators: tuple[n.Decorator, ...], what: str, protocol: str,
+                     broadcast: bool, span: Span, function: bool = False) -> None:
+        """A stream goes to its own sender over WebSocket, one chunk frame at a time."""
+        if protocol != "websocket":
+            fix = ("add `@restspec(protocol=APIProtocol.WEBSOCKET)`" if function and
+                   not has_restspec(decorators, self.aliases)
+                   else "add `protocol=APIProtocol.WEBSOCKET`")
+            reason = "yields, so it streams" if function else "streams (`stream=True`)"
+            self.error("E0111", f"{what} {reason}: streams are served over WebSocket only", span,
+                       help=f"chunk frames need a WebSocket: {fix}")
+        if broadcast:
+            self.error("E0112", f"{what} streams and cannot broadcast",
+                       _keyword_span(decorators, "broadcast", self.aliases) or span,
+                       help="the chunks of two senders' streams would interleave: remove "
+                       "`broadcast=True`")
 
     def check_members(self, node: n.Walker, scope: _Scope) -> None:
         first_seen: dict[str, Span] = {}
@@ -418,7 +489,31 @@ class ModuleChecker:
             self.error("E0504", "`return` outside a function or ability",
                        _keyword(node.span, "return"),
                        help="module level holds only imports, globs, functions and walkers")
+        elif scope.async_generator and node.value is not None:
+            self.error("E0003", "`return` with a value in an async function that yields",
+                       node.span, help="an async generator ends with a bare `return;` (a last "
+                       "expression without `;` is a return value too: end it with `;`)")
         self.generic_visit(node, scope)
+
+    # Generators (docs/language.md, "Streams").
+    def visit_Yield(self, node: n.Yield | n.YieldFrom, scope: _Scope) -> None:
+        if not scope.in_function:
+            self.error("E0506", "`yield` outside a function", _keyword(node.span, "yield"),
+                       help="a function that yields is a stream: move this into a `def`")
+        elif scope.in_lambda:
+            self.error("E0506", "`yield` in a lambda", _keyword(node.span, "yield"),
+                       help="only a `def` can be a generator: write one")
+        elif scope.ability:
+            self.error("E0507", "`yield` in a walker's ability", _keyword(node.span, "yield"),
+                       help="a walker streams its reports: declare it with "
+                       "`@restspec(protocol=APIProtocol.WEBSOCKET, stream=True)` and `report` "
+                       "each item")
+        elif isinstance(node, n.YieldFrom) and scope.is_async:
+            self.error("E0003", "`yield from` cannot be used in an async function", node.span,
+                       help="write `for item in ... { yield item; }`")
+        self.generic_visit(node, scope)
+
+    visit_YieldFrom = visit_Yield
 
     def visit_Break(self, node: n.Break, scope: _Scope) -> None:
         if not scope.loop_depth:
@@ -629,6 +724,26 @@ def _is_dunder(name: str) -> bool:
 def _keyword(span: Span, word: str) -> Span:
     """The span of `word` at the start of `span`: the smallest span to point at."""
     return Span(span.line, span.column, span.line, span.column + len(word) - 1)
+
+
+# Served functions and streams (docs/language.md).
+_BLOCK_ITEMS = (*get_args(n.Stmt), n.ExceptHandler)
+
+
+def is_served(node: n.Function, aliases: dict[str, str]) -> bool:
+    """Whether a module-level function is served: `def:pub`, or any `def` with `@restspec`."""
+    return node.access == "pub" or has_restspec(node.decorators, aliases)
+
+
+def _yields(body: tuple[n.Stmt, ...]) -> bool:
+    """Whether a function body yields anywhere (so the function is a generator)."""
+    pending = list(body)
+    while pending:
+        statement = pending.pop()
+        if isinstance(statement, (n.Yield, n.YieldFrom)):
+            return True
+        pending.extend(c for c in n.children(statement) if isinstance(c, _BLOCK_ITEMS))
+    return False
 
 
 def _describe(expr: n.Expr) -> str:

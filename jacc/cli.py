@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None, help="default 127.0.0.1")
     serve.add_argument("--port", type=int, default=None, help="default 8000")
     serve.add_argument("--dev", action="store_true", help="watch the source and reload")
+    serve.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="worker processes on one port (default 1)")
     serve.add_argument("--config", type=Path, default=None, metavar="jacc.toml")
     _add_serving_options(serve)
 
@@ -130,22 +132,23 @@ def _serve(args: argparse.Namespace) -> int:
     from jacc_runtime.server import ServeOptions, serve
 
     serve(ServeOptions(app=args.app, host=args.host, port=args.port, dev=args.dev,
-                       config=args.config, ssl_certfile=args.ssl_certfile,
+                       config=args.config, workers=args.workers, ssl_certfile=args.ssl_certfile,
                        ssl_keyfile=args.ssl_keyfile, proxy_headers=args.proxy_headers,
                        forwarded_allow_ips=args.forwarded_allow_ips, root_path=args.root_path,
-                       log_level=args.log_level), load=load_walkers)
+                       log_level=args.log_level), load=load_program)
     return EXIT_OK
 
 
-def load_walkers(path: Path) -> list:
-    """Compile and run the program at `path`; return its walker classes in source order.
+def load_program(path: Path):
+    """Compile and run the program at `path`; return its walkers and served functions, in
+    source order (a `jacc_runtime.server.Program`).
 
     The loader `serve` is handed, called at start and on every `--dev` save. A
     program with errors, or whose top level raises, is `BuildFailed`; a bug of
     the compiler's propagates as itself.
     """
     from jacc_runtime.lines import jac_traceback
-    from jacc_runtime.server import BuildFailed, walkers_in
+    from jacc_runtime.server import BuildFailed, program_in
 
     from .compiler import execute, program_file
 
@@ -157,7 +160,11 @@ def load_walkers(path: Path) -> list:
         module = execute(program, path)
     except Exception as error:  # the program's own top level raised: the user's error
         raise BuildFailed(f"{jac_traceback(error)}\nerror: {path} raised while loading") from None
-    return walkers_in(vars(module).values())
+    return program_in(vars(module).values())
+
+
+# The loader's name before it handed over functions too; other code still calls it so.
+load_walkers = load_program
 
 
 def _token(args: argparse.Namespace) -> int:
@@ -173,7 +180,7 @@ def _asyncapi(args: argparse.Namespace) -> int:
 
     from jacc_runtime.server import asyncapi_document
 
-    document = asyncapi_document(load_walkers(args.app), title=args.app.stem,
+    document = asyncapi_document(load_program(args.app), title=args.app.stem,
                                  version=__version__, host=args.server)
     try:
         print(json.dumps(document, indent=2, ensure_ascii=False), flush=True)

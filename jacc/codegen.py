@@ -20,7 +20,16 @@ import ast
 from typing import Any
 
 from . import nodes as n
-from .restspec import API_PROTOCOL, JAC_MODULES, JAC_NAMES, is_restspec, jac_aliases, read_restspec
+from .restspec import (
+    API_PROTOCOL,
+    JAC_MODULES,
+    JAC_NAMES,
+    RestSpec,
+    has_restspec,
+    is_restspec,
+    jac_aliases,
+    read_restspec,
+)
 from .scopes import Bindings, globs_of, resolve, target_names
 from .source import Span
 
@@ -131,10 +140,21 @@ class CodeGen:
         args = self.arguments(node.params, with_self=node.name_span if method else None)
         kind = ast.AsyncFunctionDef if node.is_async else ast.FunctionDef
         returns = self.annotation(node.returns) if node.returns is not None else None
-        decorators = [self.expr(d.expr) for d in node.decorators]
+        decorators = [self.expr(d.expr) for d in node.decorators
+                      if not is_restspec(d, self.aliases)]
+        if not method and (node.access == "pub" or has_restspec(node.decorators, self.aliases)):
+            decorators.insert(0, self.served_function(node))
         body = self.function_body(node.params, node.body, node.docstring, node.span)
         function = kind(node.name, args, body, decorators, returns, None)
         return [_locate(function, node.span)]
+
+    def served_function(self, node: n.Function) -> ast.expr:
+        """`@_jacc.function(protocol=..., public=...)`, outermost: the function's spec
+        (runtime/function.py). A module-level `def:pub` or `@restspec` def is served."""
+        spec, _ = read_restspec(node.decorators, self.aliases)
+        keywords = _spec_keywords(spec, public=node.access == "pub", span=node.span)
+        call = ast.Call(_runtime("function", node.span), [], keywords)
+        return _locate(call, node.span)
 
     def element_Walker(self, node: n.Walker) -> list[ast.stmt]:
         self.walker = node
@@ -149,15 +169,9 @@ class CodeGen:
         spec, _ = read_restspec(node.decorators, self.aliases)
         decorators = [self.expr(d.expr) for d in node.decorators
                       if not is_restspec(d, self.aliases)]
-        keywords = [
-            ast.keyword("protocol", ast.Constant(spec.protocol)),
-            ast.keyword("broadcast", ast.Constant(spec.broadcast)),
-            ast.keyword("public", ast.Constant(node.access == "pub")),
-        ]
-        if spec.method is not None:
-            keywords.append(ast.keyword("method", ast.Constant(spec.method)))
-        if spec.path is not None:
-            keywords.append(ast.keyword("path", ast.Constant(spec.path)))
+        keywords = _spec_keywords(spec, public=node.access == "pub", span=node.span)
+        if spec.stream:
+            keywords.append(_locate_keyword(ast.keyword("stream", ast.Constant(True)), node.span))
         bases = [self.expr(b) for b in node.bases] + [_runtime("Walker", node.name_span)]
         body: list[ast.stmt] = []
         if node.docstring is not None:
@@ -175,9 +189,6 @@ class CodeGen:
                 body.extend(self.element_Function(member, method=True))
         if not body:
             body.append(_locate(ast.Pass(), node.span))
-        for keyword in keywords:
-            _locate(keyword, node.span)
-            _locate(keyword.value, node.span)
         return _locate(ast.ClassDef(node.name, bases, keywords, body, decorators), node.span)
 
     def field(self, node: n.HasField) -> ast.stmt:
@@ -310,6 +321,15 @@ class CodeGen:
     def stmt_Return(self, node: n.Return) -> ast.stmt:
         value = self.expr(node.value) if node.value is not None else None
         return _locate(ast.Return(value), node.span)
+
+    # Generators (docs/language.md, "Streams").
+    def stmt_Yield(self, node: n.Yield) -> ast.stmt:
+        value = self.expr(node.value) if node.value is not None else None
+        return _locate(ast.Expr(_locate(ast.Yield(value), node.span)), node.span)
+
+    def stmt_YieldFrom(self, node: n.YieldFrom) -> ast.stmt:
+        value = _locate(ast.YieldFrom(self.expr(node.value)), node.span)
+        return _locate(ast.Expr(value), node.span)
 
     def stmt_Disengage(self, node: n.Disengage) -> ast.stmt:
         call = _locate(ast.Call(_runtime("Disengage", node.span), [], []), node.span)
@@ -632,6 +652,25 @@ def _awaits(body: list[ast.stmt]) -> bool:
         if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
             pending.extend(ast.iter_child_nodes(node))
     return False
+
+
+def _spec_keywords(spec: RestSpec, public: bool, span: Span) -> list[ast.keyword]:
+    """How a walker or a served function is served, as keywords for the runtime."""
+    keywords = [
+        ast.keyword("protocol", ast.Constant(spec.protocol)),
+        ast.keyword("broadcast", ast.Constant(spec.broadcast)),
+        ast.keyword("public", ast.Constant(public)),
+    ]
+    if spec.method is not None:
+        keywords.append(ast.keyword("method", ast.Constant(spec.method)))
+    if spec.path is not None:
+        keywords.append(ast.keyword("path", ast.Constant(spec.path)))
+    return [_locate_keyword(keyword, span) for keyword in keywords]
+
+
+def _locate_keyword(keyword: ast.keyword, span: Span) -> ast.keyword:
+    _locate(keyword.value, span)
+    return _locate(keyword, span)
 
 
 def _unwritable_fstring(joined: ast.JoinedStr) -> bool:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
+from operator import itemgetter
 from typing import Any, Callable
 
 from lark import Lark, Token, Tree
@@ -35,6 +36,11 @@ _new_str = str.__new__
 
 # How a child reaches the callback (see `_Shaper.plan`).
 _KEEP, _SPLICE_LIST, _SPLICE_TREE = 0, 1, 2
+# What a reduction of one child does to its value, when that is all it does (see
+# `_Shaper.move`): hands it on, wraps it in a list (a `_rule` of one child), hands on
+# the list it is (a `_rule` of one `_rule`), or hands on the one item of that list
+# (a `?rule` of one `_rule`).
+_SAME, _WRAP, _PASS, _UNWRAP = "same", "wrap", "pass", "unwrap"
 
 
 class Rejected(Exception):
@@ -70,7 +76,8 @@ class Driver:
                 else:
                     self._gotos.setdefault(symbol, {})[number[state]] = number[target]
         self._steps: list[tuple] = []
-        self._chains: dict[int, tuple[str, str]] = {}
+        self._chains: dict[int, tuple[str, str, str]] = {}  # step: lookahead, origin, move
+        self._unwraps: dict[int, str] = {}  # step: origin
         shaper = _Shaper(lark, transformer, reductions)
         for rule, where in reductions.items():
             self._add_reduction(rule, where, *shaper.build(rule))
@@ -79,33 +86,52 @@ class Driver:
         self._operators = lexer.operators
 
     def _add_reduction(self, rule, where: list[tuple[int, str]], kept: tuple,
-                       build: Callable | None) -> None:
-        """Steps are (size, goto, kept terminals, build). A rule whose value is its
-        one child (build None) only moves the top state, from the state below; so
-        such a reduction, and those that follow it on the same lookahead, are one
-        step per (state, lookahead), whose goto is filled in as states below are met."""
-        if build is not None:
-            self._steps.append((len(rule.expansion), self._gotos[rule.origin.name], kept, build))
+                       build: Callable | None, move: str | None) -> None:
+        """Steps are (size, goto, kept terminals, build). A reduction that only
+        moves its one child's value on (`_SAME`, `_WRAP`, `_PASS`) only moves the
+        top state, from the state below; so it, and those like it that follow on
+        the same lookahead, are one step per (state, lookahead): build None, and a
+        goto filled in as states below are met (`_chain`)."""
+        origin = rule.origin.name
+        if move in (_SAME, _WRAP, _PASS):
             for state, terminal in where:
+                self._chains[len(self._steps)] = (terminal, origin, move)
+                self._steps.append((1, {}, (), None))
                 self._actions[state][terminal] = ~(len(self._steps) - 1)
             return
+        if move == _UNWRAP:
+            self._unwraps[len(self._steps)] = origin
+        self._steps.append((len(rule.expansion), self._gotos[origin], kept, build))
         for state, terminal in where:
-            self._chains[len(self._steps)] = (terminal, rule.origin.name)
-            self._steps.append((1, {}, (), None))
             self._actions[state][terminal] = ~(len(self._steps) - 1)
 
     def _chain(self, step: int, below: int) -> int:
-        """The top state after the reductions that `step` stands for, over `below`."""
-        terminal, origin = self._chains[step]
+        """The top state after the reductions that `step` stands for, over `below`;
+        its complement (< 0) if they leave the value wrapped in a list.
+
+        A wrap and then an unwrap is no change: `x` made `[x]` by a `_rule` and
+        handed on by a `?rule` is `x` again, as are the calls they would cost.
+        """
+        terminal, origin, move = self._chains[step]
+        wrapped = move == _WRAP
         state = self._gotos[origin][below]
         ends = self._end.values()
         while state not in ends:
             action = self._actions[state].get(terminal)
-            if action is None or action >= 0 or ~action not in self._chains:
+            if action is None or action >= 0:
                 break
-            state = self._gotos[self._chains[~action][1]][below]
-        self._steps[step][1][below] = state
-        return state
+            if ~action in self._chains:
+                _, origin, move = self._chains[~action]
+                if move == _WRAP and wrapped:
+                    break  # `[[x]]`: left to the step itself
+                wrapped = wrapped or move == _WRAP
+            elif ~action in self._unwraps and wrapped:  # `[x]`, of one item for sure
+                origin, wrapped = self._unwraps[~action], False
+            else:
+                break
+            state = self._gotos[origin][below]
+        self._steps[step][1][below] = target = ~state if wrapped else state
+        return target
 
     def parse(self, text: str, start: str) -> Any:
         """The transformer's value for `text` read as `start`; `Rejected` if it is not one.
@@ -137,9 +163,13 @@ class Driver:
                 size, goto, kept, build = steps[~action]
                 if build is None:  # rules that hand their one child on: only the top moves
                     try:
-                        state = states[-1] = goto[states[-2]]
+                        state = goto[states[-2]]
                     except KeyError:
-                        state = states[-1] = self._chain(~action, states[-2])
+                        state = self._chain(~action, states[-2])
+                    if state < 0:
+                        state = ~state
+                        values[-1] = [values[-1]]
+                    states[-1] = state
                     continue
                 if size:
                     children = values[-size:]
@@ -167,7 +197,11 @@ class Driver:
             size, goto, kept, build = self._steps[~action]
             if build is None:
                 below = states[-2]
-                states[-1] = goto[below] if below in goto else self._chain(~action, below)
+                target = goto[below] if below in goto else self._chain(~action, below)
+                if target < 0:
+                    target = ~target
+                    values[-1] = [values[-1]]
+                states[-1] = target
             else:
                 children = values[len(values) - size:]
                 del values[len(values) - size:]
@@ -185,12 +219,17 @@ def _token_maker(text: str) -> Callable[[re.Match, str], Token]:
     (lines counted by "\\n" alone), made only for the terminals a rule keeps."""
     # Where each line starts, and past the last one a start that no token reaches.
     starts = [0, *(m.end() for m in _NEWLINE.finditer(text)), len(text) + 1]
+    # The line of the token made last: the next one is most often on it too.
+    line, line_start, next_start = 1, 0, starts[1]
 
     def token(found: re.Match, kind: str) -> Token:
+        nonlocal line, line_start, next_start
         group = found.lastindex
         start, end = found.span(group)
-        line = bisect_right(starts, start)
-        column = start - starts[line - 1] + 1
+        if not line_start <= start < next_start:
+            line = bisect_right(starts, start)
+            line_start, next_start = starts[line - 1], starts[line]
+        column = start - line_start + 1
         # What `Token(...)` makes, without the keyword-argument shim of its `__new__`
         # that costs more than the rest of this function.
         value = found.group(group)
@@ -200,7 +239,7 @@ def _token_maker(text: str) -> Callable[[re.Match, str], Token]:
         token.start_pos = start
         token.line = line
         token.column = column
-        if end < starts[line]:
+        if end < next_start:
             token.end_line = line
             token.end_column = column + end - start
         else:  # the token spans lines
@@ -223,20 +262,29 @@ class _Shaper:
         self.tree_class = lark.options.tree_class or Tree
         self.as_list = _inlined_as_lists(rules, transformer, lark.options.start)
 
-    def build(self, rule) -> tuple[tuple[tuple[int, str], ...], Callable | None]:
-        """The kept terminals, as (index, type), and the function from children to
-        value: None for a rule whose value is its one child, unchanged."""
+    def build(self, rule) -> tuple[tuple[tuple[int, str], ...], Callable, str | None]:
+        """The kept terminals, as (index, type), the function from children to
+        value, and what it does to a one child's value, if that is all it does."""
         plan, trailing = self.plan(rule)
         kept = tuple((i, rule.expansion[i].name) for i, _, _ in plan
                      if rule.expansion[i].is_term)
         single = rule.options.expand1 and not rule.alias
-        if single and plan == [(0, _KEEP, 0)] and not trailing and not kept:
-            return kept, None
-        if rule.origin.name in self.as_list:
-            callback = None
-        else:
-            callback = self.callback(rule)
-        return kept, _builder(plan, trailing, len(rule.expansion), single, callback)
+        as_list = rule.origin.name in self.as_list
+        callback = None if as_list else self.callback(rule)
+        build = _builder(plan, trailing, len(rule.expansion), single, callback)
+        moves = len(rule.expansion) == 1 and not trailing and not kept
+        return kept, build, self.move(plan, single, as_list) if moves else None
+
+    @staticmethod
+    def move(plan: list, single: bool, as_list: bool) -> str | None:
+        if len(plan) != 1 or plan[0][2]:  # its child dropped, or Nones around it
+            return None
+        how = plan[0][1]
+        if how == _KEEP:
+            return _SAME if single else _WRAP if as_list else None
+        if how == _SPLICE_LIST:
+            return _PASS if as_list else _UNWRAP if single else None
+        return None
 
     def plan(self, rule) -> tuple[list[tuple[int, int, int]], int]:
         """(index, how, Nones before it) for each child the callback sees, and the
@@ -303,25 +351,70 @@ def _inlined_as_lists(rules, transformer: Any, starts: list[str]) -> frozenset[s
 
 def _builder(plan: list[tuple[int, int, int]], trailing: int, size: int, single: bool,
              callback: Callable | None) -> Callable[[list], Any]:
-    """children → value, for one rule: shape the children, then call back."""
-    if not trailing and plan == [(i, _KEEP, 0) for i in range(size)]:
+    """children → value, for one rule: shape the children, then call back. The two
+    shapes most reductions have, some children picked and a list grown by more,
+    get functions of their own (picking with `itemgetter`, in C)."""
+    keeps = tuple(index for index, how, _ in plan if how == _KEEP)
+    plain = not trailing and not any(nones for _, _, nones in plan)
+    if plain and len(keeps) == len(plan):
+        return _picking(keeps, size, single, callback)
+    if plain and plan[0][:2] == (0, _SPLICE_LIST) and len(keeps) == len(plan) - 1:
+        return _growing(keeps, single, callback)
+    return _shaping(tuple(plan), trailing, single, callback)
+
+
+def _picking(keeps: tuple[int, ...], size: int, single: bool,
+             callback: Callable | None) -> Callable[[list], Any]:
+    if keeps == tuple(range(size)):  # all of them, as they are
         if callback is None:
             return _same
         if single:
             return lambda children: children[0] if len(children) == 1 else callback(children)
         return callback
-    if not trailing and all(how == _KEEP and not nones for _, how, nones in plan):
-        picks = tuple(index for index, _, _ in plan)
+    if len(keeps) == 1:
+        [keep] = keeps
+        if single:  # always the one child: handed on
+            return lambda children: children[keep]
         if callback is None:
-            return lambda children: [children[i] for i in picks]
-        if single:
-            return lambda children: (children[picks[0]] if len(picks) == 1
-                                     else callback([children[i] for i in picks]))
-        return lambda children: callback([children[i] for i in picks])
-    plan = tuple(plan)
+            return lambda children: [children[keep]]
+        return lambda children: callback([children[keep]])
+    if not keeps:
+        return (lambda children: []) if callback is None else (lambda children: callback([]))
+    pick = itemgetter(*keeps)  # two or more: never a single child to hand on
+    if callback is None:
+        return lambda children: list(pick(children))
+    return lambda children: callback(list(pick(children)))
+
+
+def _growing(keeps: tuple[int, ...], single: bool,
+             callback: Callable | None) -> Callable[[list], Any]:
+    """A `_rule`'s list first, then children: the list grows in place, as in Lark (a
+    left-recursive list is never shared in LALR)."""
+    if not keeps:
+        def grown(children: list) -> list:
+            return children[0]
+    elif len(keeps) == 1:
+        [keep] = keeps
+
+        def grown(children: list) -> list:
+            out = children[0]
+            out.append(children[keep])
+            return out
+    else:
+        pick = itemgetter(*keeps)
+
+        def grown(children: list) -> list:
+            out = children[0]
+            out += pick(children)
+            return out
+    return _then(grown, single, callback)
+
+
+def _shaping(plan: tuple[tuple[int, int, int], ...], trailing: int, single: bool,
+             callback: Callable | None) -> Callable[[list], Any]:
     padding = [None] * trailing
 
-    def shaped(children: list) -> Any:
+    def shaped(children: list) -> list:
         out: list = []
         for index, how, nones in plan:
             if nones:
@@ -336,13 +429,21 @@ def _builder(plan: list[tuple[int, int, int]], trailing: int, size: int, single:
                 out = inner
         if padding:
             out += padding
-        if callback is None:
-            return out
-        if single and len(out) == 1:
-            return out[0]
-        return callback(out)
+        return out
 
-    return shaped
+    return _then(shaped, single, callback)
+
+
+def _then(shape: Callable[[list], list], single: bool,
+          callback: Callable | None) -> Callable[[list], Any]:
+    if callback is None:
+        return shape
+    if single:
+        def handed_on(children: list) -> Any:
+            out = shape(children)
+            return out[0] if len(out) == 1 else callback(out)
+        return handed_on
+    return lambda children: callback(shape(children))
 
 
 def _same(children: list) -> list:

@@ -132,9 +132,9 @@ class Lower(Transformer):
         return n.Decorator(_span(*items), expr)
 
     def function(self, items: list) -> n.Function:
-        async_, _, name, params, returns, body = items
+        async_, _, access, name, params, returns, body = items
         return n.Function(_span(*items), str(name), Span.of_token(name), params or (), returns,
-                          _returning_tail(body), async_ is not None, ())
+                          _returning_tail(body), async_ is not None, (), access=_text(access))
 
     def parameters(self, items: list) -> tuple:
         return tuple(items)
@@ -224,6 +224,15 @@ class Lower(Transformer):
     def return_stmt(self, items: list) -> n.Return:
         _, value = items
         return n.Return(_span(*items), value)
+
+    # Generators (docs/language.md, "Streams").
+    def yield_stmt(self, items: list) -> n.Yield:
+        _, value = items
+        return n.Yield(_span(*items), value)
+
+    def yield_from_stmt(self, items: list) -> n.YieldFrom:
+        _, value = items
+        return n.YieldFrom(_span(*items), value)
 
     def disengage_stmt(self, items: list) -> n.Disengage:
         return n.Disengage(_span(*items))

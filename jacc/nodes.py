@@ -228,6 +228,17 @@ class Disengage(Node):
     pass
 
 
+# Generators (docs/language.md, "Streams").
+@dataclass(frozen=True, slots=True)
+class Yield(Node):
+    value: Expr | None
+
+
+@dataclass(frozen=True, slots=True)
+class YieldFrom(Node):
+    value: Expr
+
+
 @dataclass(frozen=True, slots=True)
 class Break(Node):
     pass
@@ -304,7 +315,7 @@ class Try(Node):
 
 Stmt = Union[
     ExprStmt, Assign, AnnAssign, AugAssign, Report, Return, Disengage, Break, Continue, Raise,
-    Assert, Global, Nonlocal, Delete, If, While, For, Try,
+    Assert, Global, Nonlocal, Delete, If, While, For, Try, Yield, YieldFrom,
 ]
 
 # ------------------------------------------------------------------ declarations
@@ -333,6 +344,8 @@ class Function(Node):
     is_async: bool
     decorators: tuple[Decorator, ...]
     docstring: str | None = None  # the string written just before it
+    # `def:pub`: "pub", "priv", "protect" or None; a module-level `def:pub` is served.
+    access: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

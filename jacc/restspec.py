@@ -1,4 +1,4 @@
-"""`@restspec(...)`: how a walker is served, read off its decorator.
+"""`@restspec(...)`: how a walker or a function is served, read off its decorator.
 
 Shared by the checker (which reports every bad argument) and codegen (which
 turns a valid one into class keywords). jacc reads the spec when it compiles, so
@@ -22,7 +22,9 @@ JAC_MODULES = ("jaclang",)  # where programs written for Jac import them from
 PROTOCOLS = {"HTTP": "http", "WEBSOCKET": "websocket"}
 PROTOCOL_STRINGS = {"http": "http", "websocket": "websocket", "ws": "websocket"}
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
-KEYWORDS = ("protocol", "broadcast", "method", "path")
+KEYWORDS = ("protocol", "broadcast", "method", "path", "stream")
+# Keywords whose value is a boolean literal (E0106).
+FLAGS = ("broadcast", "stream")
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,8 @@ class RestSpec:
     broadcast: bool = False
     method: str | None = None
     path: str | None = None
+    # A walker's reports sent as chunks as they happen (docs/language.md, "Streams").
+    stream: bool = False
 
 
 def jac_aliases(module: n.Module) -> dict[str, str]:
@@ -54,9 +58,13 @@ def is_restspec(decorator: n.Decorator, aliases: dict[str, str]) -> bool:
     return isinstance(expr, n.Name) and aliases.get(expr.id) == RESTSPEC
 
 
+def has_restspec(decorators: tuple[n.Decorator, ...], aliases: dict[str, str]) -> bool:
+    return any(is_restspec(d, aliases) for d in decorators)
+
+
 def read_restspec(decorators: tuple[n.Decorator, ...],
                   aliases: dict[str, str]) -> tuple[RestSpec, list[Diagnostic]]:
-    """The spec of a walker's decorators, and what is wrong with them."""
+    """The spec of a walker's (or a function's) decorators, and what is wrong with them."""
     spec = RestSpec()
     problems: list[Diagnostic] = []
     for decorator in decorators:
@@ -105,12 +113,12 @@ def _apply(spec: RestSpec, keyword: n.Keyword,
     value = keyword.value
     if keyword.name == "protocol":
         return _protocol(spec, value, aliases)
-    if keyword.name == "broadcast":
+    if keyword.name in FLAGS:
         if isinstance(value, n.Constant) and isinstance(value.value, bool):
-            return _replace(spec, broadcast=value.value), None
-        return spec, Diagnostic("E0106", "`broadcast` must be `True` or `False`", value.span,
-                                help="jacc reads `@restspec` when it compiles: write "
-                                "`broadcast=True` or `broadcast=False`")
+            return _replace(spec, **{keyword.name: value.value}), None
+        return spec, Diagnostic("E0106", f"`{keyword.name}` must be `True` or `False`",
+                                value.span, help="jacc reads `@restspec` when it compiles: "
+                                f"write `{keyword.name}=True` or `{keyword.name}=False`")
     if keyword.name == "method":
         text = _method_text(value)
         if text is None:

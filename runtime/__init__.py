@@ -7,6 +7,7 @@ so a built module runs where only this package is installed.
 
 from __future__ import annotations
 
+from .function import FunctionSpec, function
 from .lambdas import make_lambda
 from .walker import (
     APIProtocol,
@@ -27,12 +28,14 @@ __all__ = [
     "APIProtocol",
     "Disengage",
     "Field",
+    "FunctionSpec",
     "Root",
     "Walker",
     "WalkerSpec",
     "entry",
     "exit",
     "field",
+    "function",
     "make_lambda",
     "report",
     "run",

@@ -79,10 +79,17 @@ class WalkerSpec:
     abilities: tuple[Callable, ...] = ()
     is_async: bool = False
     field_names: frozenset[str] = dataclass_field(default=frozenset())
+    # `@restspec(stream=True)`: each report is sent as a chunk the moment it runs.
+    stream: bool = False
 
     @property
     def is_websocket(self) -> bool:
         return self.protocol == "websocket"
+
+    @property
+    def kind(self) -> str:
+        """`walker`; a served function's spec says `function` (function.py)."""
+        return "walker"
 
 
 class _FieldDecl:
@@ -120,20 +127,29 @@ class Reports(list):
 
     `sites[i]` is (file, line) of the statement that reported `self[i]`: a server
     that cannot send a report as JSON names the line that made it.
+
+    `sink`, when set, takes each report instead, with its site, the moment it is
+    made: a server streaming the walker sends it on at once. The core only calls it,
+    so it never needs to know who listens.
     """
 
-    __slots__ = ("sites",)
+    __slots__ = ("sites", "sink")
 
     def __init__(self) -> None:
         super().__init__()
         self.sites: list[tuple[str, int]] = []
+        self.sink: Callable[[Any, tuple[str, int]], None] | None = None
 
 
 def report(walker: Walker, value: Any) -> None:
-    """`report X;` — append X to the walker's reports."""
+    """`report X;` — append X to the walker's reports (or hand it to their `sink`)."""
     reports = walker._jacc_reports
+    site = jac_position(sys._getframe(1))
+    if reports.sink is not None:
+        reports.sink(value, site)
+        return
     reports.append(value)
-    reports.sites.append(jac_position(sys._getframe(1)))
+    reports.sites.append(site)
 
 
 def _normalise_protocol(protocol: Any) -> str:
@@ -156,6 +172,7 @@ class Walker:
         public: bool = False,
         method: str = "POST",
         path: str | None = None,
+        stream: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init_subclass__(**kwargs)
@@ -174,6 +191,7 @@ class Walker:
             abilities=entries + exits,
             is_async=any(inspect.iscoroutinefunction(a) for a in entries + exits),
             field_names=frozenset(f.name for f in fields),
+            stream=stream,
         )
 
     def __init__(self, **values: Any) -> None:

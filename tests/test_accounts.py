@@ -1,15 +1,24 @@
+"""The account stores: SQLite (runtime/server/accounts.py) and PostgreSQL (accounts_pg.py).
+
+Every test that takes `store` (or `reopen`) is one shared behaviour suite, run
+against both stores: `test_x[sqlite]` and `test_x[postgresql]`, each on a
+database of its own. The rest are about the SQLite file itself.
+"""
+
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 import sqlite3
 import stat
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from services import postgres_database
 
 from jacc_runtime.server import accounts
 from jacc_runtime.server.accounts import (
@@ -21,20 +30,70 @@ from jacc_runtime.server.accounts import (
     InvalidUsername,
     username_key,
 )
+from jacc_runtime.server.accounts_pg import PgAccountStore
+
+
+def open_store(database: Path | str) -> AccountStore:
+    return PgAccountStore(database) if isinstance(database, str) else AccountStore(database)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path | str]:
+    """Where one test's accounts live: a SQLite file, or a PostgreSQL database of its own."""
+    if request.param == "sqlite":
+        yield tmp_path / ".jacc" / "users.db"
+    else:
+        with postgres_database() as url:
+            yield url
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[AccountStore]:
-    with AccountStore(tmp_path / ".jacc" / "users.db") as opened:
-        yield opened
+def reopen(database: Path | str) -> Iterator[Callable[[], AccountStore]]:
+    """Open one more store on the test's database, as another worker or host would."""
+    opened: list[AccountStore] = []
+
+    def another() -> AccountStore:
+        opened.append(open_store(database))
+        return opened[-1]
+
+    yield another
+    for store in opened:
+        store.close()
 
 
-def _rows(path: Path) -> list[tuple[object, ...]]:
-    conn = sqlite3.connect(path)
+@pytest.fixture
+def store(reopen: Callable[[], AccountStore]) -> AccountStore:
+    return reopen()
+
+
+def _rows(store: AccountStore) -> list[tuple[object, ...]]:
+    """(username, salt, hash, scrypt_n) of every account, oldest first, as stored."""
+    if isinstance(store, PgAccountStore):
+        with store._pool.connection() as conn:
+            rows = conn.execute("SELECT username, salt, hash, scrypt_n FROM jacc_users"
+                                " ORDER BY created_at").fetchall()
+        return [(name, bytes(salt), bytes(digest), n) for name, salt, digest, n in rows]
+    conn = sqlite3.connect(store.path)
     try:
-        return conn.execute("SELECT username, salt, hash, scrypt_n FROM users").fetchall()
+        return conn.execute("SELECT username, salt, hash, scrypt_n FROM users"
+                            " ORDER BY created_at").fetchall()
     finally:
         conn.close()
+
+
+def _insert_user(store: AccountStore, row: tuple) -> None:
+    """Insert (user_id, username, key, salt, hash, n, r, p, created_at) behind the store's back."""
+    columns = ("(user_id, username, username_key, salt, hash, scrypt_n, scrypt_r, scrypt_p,"
+               " created_at)")
+    if isinstance(store, PgAccountStore):
+        with store._pool.connection() as conn:
+            conn.execute(f"INSERT INTO jacc_users {columns} VALUES"
+                         " (%s, %s, %s, %s, %s, %s, %s, %s, %s)", row)
+        return
+    conn = sqlite3.connect(store.path)
+    with conn:
+        conn.execute(f"INSERT INTO users {columns} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+    conn.close()
 
 
 def test_register_then_login_gives_the_same_user_id(store: AccountStore) -> None:
@@ -105,44 +164,37 @@ def test_the_same_password_gets_different_salts_and_hashes(
 ) -> None:
     store.register("alice", "same password")
     store.register("bob", "same password")
-    (_, salt_a, hash_a, n), (_, salt_b, hash_b, _) = _rows(store.path)
+    (_, salt_a, hash_a, n), (_, salt_b, hash_b, _) = _rows(store)
     assert len(salt_a) == 16 and salt_a != salt_b
     assert hash_a != hash_b
     assert n == 2**14
-    assert b"same password" not in store.path.read_bytes()
+    if isinstance(store, AccountStore):
+        assert b"same password" not in store.path.read_bytes()
 
 
-def test_accounts_persist_across_stores_on_the_same_file(tmp_path: Path) -> None:
-    path = tmp_path / "users.db"
-    with AccountStore(path) as first:
-        user_id = first.register("alice", "pw")
-    with AccountStore(path) as second:
-        assert second.authenticate("alice", "pw").user_id == user_id
-        assert second.username_of(user_id) == "alice"
-        with pytest.raises(IdentityTaken):
-            second.register("alice", "other")
+def test_accounts_persist_across_stores_on_the_same_database(reopen) -> None:
+    first = reopen()
+    user_id = first.register("alice", "pw")
+    first.close()
+    second = reopen()
+    assert second.authenticate("alice", "pw").user_id == user_id
+    assert second.username_of(user_id) == "alice"
+    with pytest.raises(IdentityTaken):
+        second.register("alice", "other")
 
 
-def test_two_open_stores_see_each_others_accounts(tmp_path: Path) -> None:
-    # As two workers of one server would.
-    path = tmp_path / "users.db"
-    with AccountStore(path) as first, AccountStore(path) as second:
-        user_id = first.register("alice", "pw")
-        assert second.authenticate("alice", "pw").user_id == user_id
+def test_two_open_stores_see_each_others_accounts(reopen) -> None:
+    # As two workers of one server, or two hosts, would.
+    first, second = reopen(), reopen()
+    user_id = first.register("alice", "pw")
+    assert second.authenticate("alice", "pw").user_id == user_id
 
 
 def test_hashes_made_with_other_parameters_still_verify(store: AccountStore) -> None:
     # The cost parameters live with each hash, so raising them later keeps old logins.
     salt = os.urandom(16)
     digest = hashlib.scrypt(b"old pw", salt=salt, n=2**10, r=8, p=1, dklen=32)
-    conn = sqlite3.connect(store.path)
-    with conn:
-        conn.execute(
-            "INSERT INTO users (user_id, username, username_key, salt, hash, scrypt_n, scrypt_r,"
-            " scrypt_p, created_at) VALUES ('old-id', 'veteran', 'veteran', ?, ?, 1024, 8, 1, 0)",
-            (salt, digest),
-        )
-    conn.close()
+    _insert_user(store, ("old-id", "veteran", "veteran", salt, digest, 1024, 8, 1, 0.0))
     assert store.authenticate("veteran", "old pw").user_id == "old-id"
 
 
@@ -188,8 +240,39 @@ def test_concurrent_registrations_of_one_name_admit_exactly_one(store: AccountSt
     assert sorted(outcomes) == ["ok"] + ["taken"] * 5
 
 
-def test_a_closed_store_refuses_work_and_closes_twice_harmlessly(tmp_path: Path) -> None:
-    store = AccountStore(tmp_path / "users.db")
+def test_twenty_processes_registering_one_name_at_once_admit_exactly_one(
+    database: Path | str,
+) -> None:
+    # Twenty workers (or hosts), each with its own store on one database.
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(20)
+    outcomes = context.Queue()
+
+    def register(index: int) -> None:
+        store = open_store(database)
+        try:
+            barrier.wait(30)
+            try:
+                store.register("alice", f"pw{index}")
+                outcomes.put("ok")
+            except IdentityTaken:
+                outcomes.put("taken")
+        except BaseException as error:  # noqa: BLE001 - reported to the test
+            outcomes.put(repr(error))
+        finally:
+            store.close()
+
+    processes = [context.Process(target=register, args=(i,)) for i in range(20)]
+    for process in processes:
+        process.start()
+    got = sorted(outcomes.get(timeout=60) for _ in processes)
+    for process in processes:
+        process.join(30)
+    assert got == ["ok"] + ["taken"] * 19
+
+
+def test_a_closed_store_refuses_work_and_closes_twice_harmlessly(reopen) -> None:
+    store = reopen()
     store.close()
     store.close()
     with pytest.raises(RuntimeError, match="closed"):
@@ -387,12 +470,11 @@ def test_a_token_is_retired_once(store: AccountStore) -> None:
     assert store.retire("jti-1", expires) is False
 
 
-def test_retirements_are_shared_between_stores_on_one_file(tmp_path: Path) -> None:
-    path = tmp_path / "users.db"
-    with AccountStore(path) as first, AccountStore(path) as second:
-        assert first.retire("jti", int(time.time()) + 60) is True
-        assert second.retired_at("jti") is not None
-        assert second.retire("jti", int(time.time()) + 60) is False
+def test_retirements_are_shared_between_stores_on_one_database(reopen) -> None:
+    first, second = reopen(), reopen()
+    assert first.retire("jti", int(time.time()) + 60) is True
+    assert second.retired_at("jti") is not None
+    assert second.retire("jti", int(time.time()) + 60) is False
 
 
 def test_expired_retirements_are_purged(store: AccountStore) -> None:

@@ -43,7 +43,7 @@ def admit(query: bytes = b"", *, public: bool = False, others: int = 0, then=Non
             limits=WebSocketConfig(**limits),
             loop=loop,
         )
-        admission.open(query)
+        await admission.open(query)
         count = registry.count("Chat")
         try:
             if then is not None:
@@ -96,7 +96,7 @@ def test_no_token_within_the_auth_timeout_closes_with_4401():
 
 def test_the_first_frame_token_authenticates_and_stops_the_auth_timeout():
     async def first_frame(admission: Admission) -> None:
-        admission.authenticate(TOKENS.issue("ada"))
+        await admission.authenticate(TOKENS.issue("ada"))
         await asyncio.sleep(0.05)
 
     (admitted, identity, _), sent, _ = admit(then=first_frame, auth_timeout_seconds=0.02)
@@ -107,7 +107,7 @@ def test_the_first_frame_token_authenticates_and_stops_the_auth_timeout():
 def test_a_first_frame_without_a_token_is_unauthorized_and_closes():
     async def first_frame(admission: Admission) -> None:
         with pytest.raises(ProtocolError) as caught:
-            admission.authenticate(NO_TOKEN)
+            await admission.authenticate(NO_TOKEN)
         assert (caught.value.reason, caught.value.close_code) == ("missing", CLOSE_UNAUTHORIZED)
 
     admit(then=first_frame)
@@ -116,7 +116,7 @@ def test_a_first_frame_without_a_token_is_unauthorized_and_closes():
 def test_a_refresh_with_another_users_token_closes_with_4401():
     async def refresh(admission: Admission) -> None:
         with pytest.raises(ProtocolError) as caught:
-            admission.refresh(TOKENS.issue("bob"))
+            await admission.refresh(TOKENS.issue("bob"))
         assert caught.value.message == "the new token belongs to another user"
         assert caught.value.close_code == CLOSE_UNAUTHORIZED
 
@@ -131,3 +131,44 @@ def test_the_walker_cap_refuses_with_4403_and_does_not_count_the_connection():
     )
     assert close == (CLOSE_CAPACITY, "max_connections_per_walker")
     assert count == 1 and not admitted
+
+
+class _StoreDown:
+    """A token store that cannot answer, as PostgreSQL while it is down."""
+
+    def has_account(self, user_id: str) -> bool:
+        from jacc_runtime.server.accounts_pg import AccountStoreUnavailable
+
+        raise AccountStoreUnavailable("the account store at postgresql://db is unavailable")
+
+    def retired_at(self, token_id: str) -> float | None:
+        return None
+
+    def retire(self, token_id: str, expires_at: int) -> bool:
+        return True
+
+
+def test_a_token_that_the_account_store_cannot_check_is_service_unavailable():
+    bound = TOKENS.bound(_StoreDown())
+
+    async def scenario():
+        sent: list[dict] = []
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        registry = ConnectionRegistry()
+        connection = Connection(send, "Chat", queue_bytes=4096, send_timeout=1.0)
+        admission = Admission(connection, public=False, tokens=bound, registry=registry,
+                              limits=WebSocketConfig(), loop=asyncio.get_running_loop())
+        # An account's token (an operator's has no account to look up).
+        await admission.open(b"token=" + TOKENS.issue("ada", user_id="ada-id").encode())
+        try:
+            await asyncio.wait_for(connection.start(), 1)
+        finally:
+            admission.close()
+        return sent
+
+    error, close = error_and_close(asyncio.run(scenario()))
+    assert error["code"] == "SERVICE_UNAVAILABLE" and "cannot check the token now" in error["message"]
+    assert close[0] == 1011

@@ -21,7 +21,7 @@ from jacc_runtime.server.fieldtypes import declared_type
 from jacc_runtime.walker import WalkerSpec
 
 from jacc import __version__
-from jacc.cli import load_walkers, main
+from jacc.cli import load_program, main
 
 REPO = Path(__file__).resolve().parent.parent
 CHAT = REPO / "samples" / "chat.jac"
@@ -29,7 +29,7 @@ EXTRAS = REPO / "tests" / "e2e" / "apps" / "extras.jac"
 
 
 def _document(path: Path = CHAT, **kwargs) -> dict:
-    return asyncapi_document(load_walkers(path), title=path.stem, version="1", **kwargs)
+    return asyncapi_document(load_program(path), title=path.stem, version="1", **kwargs)
 
 
 def test_one_channel_per_websocket_walker_at_its_canonical_route() -> None:
@@ -90,7 +90,7 @@ def test_request_schema_comes_from_the_declared_types() -> None:
 
 def test_field_schemas_are_the_type_models_own() -> None:
     # The one type model: what openapi.py writes for the same declared type, plus the text.
-    for cls in load_walkers(REPO / "tests" / "e2e" / "apps" / "types.jac"):
+    for cls in load_program(REPO / "tests" / "e2e" / "apps" / "types.jac"):
         schema = request_schema(cls.__jacc_spec__)
         for item in cls.__jacc_spec__.fields:
             shown = {k: v for k, v in schema["properties"][item.name].items()
@@ -115,7 +115,8 @@ def test_defaults_are_fresh_json_and_skipped_when_json_cannot_hold_them() -> Non
 
 
 def test_error_codes_are_the_codes_table_less_the_http_only_ones() -> None:
-    frame_codes = set(protocol.HTTP_STATUS) - protocol.HTTP_ONLY_CODES
+    # ... and less STREAM_ERROR, which only a stream's done frame carries.
+    frame_codes = set(protocol.HTTP_STATUS) - protocol.HTTP_ONLY_CODES - {protocol.STREAM_ERROR}
     assert protocol.HTTP_ONLY_CODES <= set(protocol.HTTP_STATUS)
     assert set(ERROR_CODES) == frame_codes
     error = _document()["components"]["messages"]["error"]["payload"]
@@ -164,18 +165,49 @@ def test_a_walker_with_a_type_field_has_no_control_frames() -> None:
 
 
 def test_streaming_walkers_get_chunk_and_done() -> None:
-    # Streaming is not served yet; a spec that says `stream` shows where it joins.
-    class StreamingSpec(WalkerSpec):
-        stream = True
-
     class Counter:
-        __jacc_spec__ = StreamingSpec(name="Counter", protocol="websocket", public=True)
+        __jacc_spec__ = WalkerSpec(name="Counter", protocol="websocket", public=True,
+                                   stream=True)
 
     document = asyncapi_document([Counter], title="t", version="1")
-    assert {"chunk", "done"} <= set(document["channels"]["Counter"]["messages"])
+    messages = document["channels"]["Counter"]["messages"]
+    assert {"chunk", "done"} <= set(messages) and "reply" not in messages
+    assert document["channels"]["Counter"]["x-jacc-stream"] is True
     replies = [m["$ref"] for m in document["operations"]["Counter.receive"]["reply"]["messages"]]
     assert "#/channels/Counter/messages/done" in replies
     assert "chunk" not in _document()["channels"]["ChatRoom"]["messages"]
+
+
+def test_websocket_functions_are_channels_of_their_own() -> None:
+    import jacc_runtime
+
+    @jacc_runtime.function(protocol="websocket", public=True)
+    def ws_echo(message: "str", client_id: "str" = "anonymous") -> "dict":
+        """Echoes a message."""
+        return {}
+
+    @jacc_runtime.function(protocol="websocket")
+    async def words(text: "str"):
+        yield text
+
+    @jacc_runtime.function()
+    def add(a: "int") -> "int":
+        return a
+
+    document = asyncapi_document([ws_echo, words, add], title="t", version="1")
+    channels = document["channels"]
+    assert set(channels) == {"ws_echo", "words"}  # an HTTP function is in /openapi.json
+    echo = channels["ws_echo"]
+    assert (echo["address"], echo["x-jacc-kind"], echo["x-jacc-aliases"]) == (
+        "/ws/function/ws_echo", "function", [])
+    assert echo["description"] == "Echoes a message."
+    assert {"request", "result", "error", "ping"} <= set(echo["messages"])
+    payload = echo["messages"]["request"]["payload"]
+    assert payload["required"] == ["message"]
+    assert payload["properties"]["client_id"]["default"] == "anonymous"
+    assert {"chunk", "done"} <= set(channels["words"]["messages"])
+    assert "result" not in channels["words"]["messages"]
+    assert document["operations"]["words.receive"]["security"]  # not public: a token
 
 
 def test_server_entry_only_when_a_host_is_known() -> None:
@@ -188,7 +220,7 @@ def test_server_entry_only_when_a_host_is_known() -> None:
 def test_cli_prints_the_document(capsys) -> None:
     assert main(["asyncapi", str(CHAT)]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert printed == asyncapi_document(load_walkers(CHAT), title="chat", version=__version__)
+    assert printed == asyncapi_document(load_program(CHAT), title="chat", version=__version__)
 
 
 def test_cli_adds_a_server(capsys) -> None:

@@ -234,7 +234,6 @@ UNSUPPORTED = [
     ("here", "walker W {\n    can go with entry {\n        report here;\n    }\n}"),
     ("visitor", "def f() {\n    return visitor;\n}"),
     ("ignore", "walker W {\n    can go with entry {\n        ignore [a];\n    }\n}"),
-    ("yield", "def gen() {\n    yield 1;\n}"),
     ("pass", "def nothing() {\n    pass;\n}"),
 ]
 
@@ -678,3 +677,62 @@ def test_a_lambda_is_checked_like_a_function() -> None:
             "    }\n}\n")
     codes = sorted(d.code for d in _diagnostics(text))
     assert codes == ["E0204", "E0301", "E0402", "E0402", "E0503"]
+
+
+# ---------------------------------------------------------------- served functions and streams
+
+
+def test_served_functions_and_streams_are_accepted() -> None:
+    compiled = _accepted(
+        "\nimport from jaclang.runtimelib.server { APIProtocol }\n"
+        "def:pub add(a: int, b: int = 1) -> int { return a + b; }\n"
+        "@restspec(protocol=APIProtocol.WEBSOCKET)\n"
+        "def:pub echo(message: str, *, loud: bool = False) -> dict { return {\"m\": message}; }\n"
+        "@restspec(protocol=APIProtocol.WEBSOCKET)\n"
+        "async def:pub words(text: str) { for w in text.split() { yield w; } return; }\n"
+        "@restspec(protocol=APIProtocol.WEBSOCKET, broadcast=True)\n"
+        "def announce(text: str) -> str { return text; }\n"
+        "@restspec(method=\"GET\", path=\"/sum\")\n"
+        "def total(limit: int) -> int { return sum(range(limit)); }\n"
+        "def helper(x, *rest, **named) { yield from rest; }\n"
+        "@restspec(protocol=APIProtocol.WEBSOCKET, stream=True)\n"
+        "async walker : pub Progress {\n"
+        "    can go with entry { report 1; }\n"
+        "    def steps(n: int) { yield from range(n); }\n"
+        "}\n")
+    namespace: dict = {"__name__": "served"}
+    exec(compiled.code, namespace)
+    specs = {name: namespace[name].__jacc_spec__ for name in ("add", "echo", "words",
+                                                                "announce", "total")}
+    assert {name: (s.protocol, s.public, s.stream) for name, s in specs.items()} == {
+        "add": ("http", True, False), "echo": ("websocket", True, False),
+        "words": ("websocket", True, True), "announce": ("websocket", False, False),
+        "total": ("http", False, False)}
+    assert specs["announce"].broadcast and specs["total"].method == "GET"
+    assert specs["total"].path == "/sum"
+    assert not hasattr(namespace["helper"], "__jacc_spec__")
+    assert namespace["Progress"].__jacc_spec__.stream
+    assert list(namespace["Progress"]().steps(2)) == [0, 1]
+
+
+@pytest.mark.parametrize(("snippet", "message"), [
+    ("async def gen() { yield from [1]; }", "`yield from` cannot be used in an async function"),
+    ("async def gen() { yield 1; return 2; }",
+     "`return` with a value in an async function that yields"),
+])
+def test_python_generator_rules_are_diagnosed(snippet: str, message: str) -> None:
+    [diagnostic] = _diagnostics("\n" + snippet + "\n")
+    assert (diagnostic.code, diagnostic.message) == ("E0003", message)
+
+
+def test_a_private_def_without_restspec_is_a_helper() -> None:
+    namespace: dict = {"__name__": "helpers"}
+    exec(_accepted("\ndef:priv secret(x) { return x; }\ndef plain(x) { return x; }\n").code,
+         namespace)
+    assert not hasattr(namespace["secret"], "__jacc_spec__")
+    assert not hasattr(namespace["plain"], "__jacc_spec__")
+
+
+def test_a_lambda_cannot_yield() -> None:
+    [diagnostic] = _diagnostics("\ndef f() {\n    g = lambda { yield 1; };\n    return g;\n}\n")
+    assert (diagnostic.code, diagnostic.message) == ("E0506", "`yield` in a lambda")

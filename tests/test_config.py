@@ -40,7 +40,7 @@ def _error(app: Path, **kwargs: object) -> ConfigError:
 
 def test_defaults_without_a_config_file(tmp_path: Path) -> None:
     config = load_config(_app(tmp_path), environ={})
-    assert config.websocket == WebSocketConfig()
+    assert config.websocket == WebSocketConfig(backplane_namespace="jacc:app")
     assert config.websocket.max_message_bytes == 65536
     assert config.auth.secret == "" and config.auth.token_ttl_seconds == 86400
     assert config.server == ServerConfig(host="127.0.0.1", port=8000, dev=False)
@@ -330,11 +330,67 @@ def test_key_outside_any_section(tmp_path: Path) -> None:
     assert "did you mean websocket.heartbeat_seconds?" in str(error)
 
 
-@pytest.mark.parametrize("key", ["JACC_WEBSOCKET_BACKPLANE", "JACC_SERVER_WORKERS"])
-def test_scale_out_settings_are_not_promised_yet(tmp_path: Path, key: str) -> None:
-    # Nothing implements them until scale-out lands (docs/configuration.md).
-    error = _error(_app(tmp_path), environ={key: "2"})
-    assert "unknown key" in str(error)
+def test_scale_out_defaults(tmp_path: Path) -> None:
+    config = load_config(tmp_path / "chat.jac", environ={})
+    assert config.websocket.backplane == "memory"
+    assert config.websocket.history == 1000
+    assert config.server.workers == 1
+    # Named after the app, not its folder: every host must arrive at the same keys.
+    assert config.websocket.backplane_namespace == "jacc:chat"
+
+
+def test_scale_out_settings(tmp_path: Path) -> None:
+    app = _app(tmp_path, """
+[websocket]
+backplane = "redis://127.0.0.1:6379/2"
+history = 0
+backplane_namespace = "shop:eu"
+""")
+    config = load_config(app, environ={"JACC_SERVER_WORKERS": "4"})
+    assert config.websocket.backplane == "redis://127.0.0.1:6379/2"
+    assert config.websocket.history == 0  # 0 turns resume off
+    assert config.websocket.backplane_namespace == "shop:eu"
+    assert config.server.workers == 4
+
+
+@pytest.mark.parametrize("url", ["redis://h", "rediss://u:p@h:6380/1", "unix:///tmp/redis.sock"])
+def test_backplane_urls(tmp_path: Path, url: str) -> None:
+    config = load_config(_app(tmp_path), environ={"JACC_WEBSOCKET_BACKPLANE": url})
+    assert config.websocket.backplane == url
+
+
+@pytest.mark.parametrize("value", ["kafka://h:9092", "redis://", "127.0.0.1:6379", ""])
+def test_a_backplane_that_is_not_redis(tmp_path: Path, value: str) -> None:
+    error = _error(_app(tmp_path), environ={"JACC_WEBSOCKET_BACKPLANE": value})
+    assert error.key == "websocket.backplane"
+    assert 'must be "memory" or a Redis URL' in str(error)
+
+
+def test_a_backplane_password_is_never_echoed(tmp_path: Path) -> None:
+    error = _error(_app(tmp_path, '[websocket]\nbackplane = "redis+x://:hunter2@h"\n'))
+    assert "hunter2" not in str(error) and ":***@h" in str(error)
+
+
+def test_history_may_be_zero_but_not_negative(tmp_path: Path) -> None:
+    error = _error(_app(tmp_path), environ={"JACC_WEBSOCKET_HISTORY": "-1"})
+    assert "websocket.history must be an integer >= 0, got -1" in str(error)
+
+
+@pytest.mark.parametrize("value", ['"two words"', '"' + "x" * 101 + '"', "3"])
+def test_a_bad_namespace(tmp_path: Path, value: str) -> None:
+    error = _error(_app(tmp_path, f"[websocket]\nbackplane_namespace = {value}\n"))
+    assert error.key == "websocket.backplane_namespace"
+
+
+def test_workers_are_not_read_from_the_file(tmp_path: Path) -> None:
+    # How many processes one machine runs is the machine's business, like its port.
+    error = _error(_app(tmp_path, "[server]\nworkers = 2\n"))
+    assert "use --workers or JACC_SERVER_WORKERS" in str(error)
+
+
+def test_workers_must_be_positive(tmp_path: Path) -> None:
+    error = _error(_app(tmp_path), overrides={"server.workers": 0})
+    assert "server.workers must be an integer > 0, got 0 (from --workers)" in str(error)
 
 
 def test_secret_is_never_echoed(tmp_path: Path) -> None:

@@ -179,7 +179,7 @@ def test_a_broadcast_is_measured_once_and_counted_in_every_queue(monkeypatch):
             registry.add(conn)
             registry.admit(conn)
         monkeypatch.setattr(connections_module, "frame_bytes", counting)
-        registry.deliver("Chat", "ü" * 1000)
+        registry.deliver("Chat", "ü" * 1000, "1-0")
         assert len(measured) == 1  # not once per queue
         assert [c.queued_bytes for c in conns] == [2000] * 5
         assert registry.queued_bytes() == (10_000, 2000)
@@ -241,7 +241,7 @@ def test_registry_delivers_one_frame_object_to_admitted_connections_only():
         frame = "x" * 1000
         for conn in conns:
             conn.start()
-        registry.deliver("Chat", frame)
+        registry.deliver("Chat", frame, "1-0")
         await asyncio.sleep(0.01)
         assert sockets[0].sent[0]["text"] is frame and sockets[1].sent[0]["text"] is frame
         assert sockets[2].sent == []  # never admitted: never receives
@@ -252,7 +252,7 @@ def test_registry_delivers_one_frame_object_to_admitted_connections_only():
             registry.discard(conn)
         await closing
         assert len(registry) == 0 and registry.counts() == {}
-        registry.deliver("Chat", frame)  # no listeners left: a no-op
+        registry.deliver("Chat", frame, "2-0")  # no listeners left: a no-op
 
     asyncio.run(scenario())
 

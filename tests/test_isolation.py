@@ -5,6 +5,7 @@ loads nothing of the server (Starlette, uvicorn, PyJWT, `jacc_runtime.server`)."
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -143,12 +144,19 @@ def test_built_sample_runs_without_compiler_or_lark(tmp_path: Path) -> None:
         walkers = [line.split("(")[0].removeprefix("class ")
                    for line in text.splitlines() if line.startswith("class ")]
         assert walkers, sample
-        calls = [[name, {"message": "m"} if "message =" in _class_body(text, name) else {}]
-                 for name in walkers]
+        calls = [[name, _required_fields(_class_body(text, name))] for name in walkers]
         out = _run_isolated(built.path, calls)
         assert out["leaked"] == [], sample
         assert set(out["results"]) == set(walkers), sample
         assert all(isinstance(r, list) for runs in out["results"].values() for r in runs)
+
+
+def _required_fields(body: str) -> dict:
+    """A value for each field without a default (`name = _jacc.field('str')`)."""
+    values = {"str": "m", "int": 1, "float": 0.0, "bool": False}
+    return {name: values.get(kind, None)
+            for name, kind in re.findall(r"^    (\w+) = _jacc\.field\('(\w+)'(?:, doc=.*)?\)$",
+                                         body, re.M)}
 
 
 def _class_body(text: str, name: str) -> str:

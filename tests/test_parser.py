@@ -271,7 +271,7 @@ EXPECTED_REPORTS = [
     [False, True, True, False, True, False, True, True, False, True, True, False, 2, 2,
      "yes"],
     ["medium", 0, 2, 3, "boom", "finally", "assert: n is not four", "KeyError",
-     "KeyError('again')", 2, 81, 8, "walkers", ["a", ["b"], 3, 42, 4]],
+     "KeyError('again')", 2, 81, [2, 1, 0, None], 8, "walkers", ["a", ["b"], 3, 42, 4]],
     "before disengage",
     "after disengage",
     "base exit",

@@ -295,6 +295,33 @@ def lambda_free(x: int) -> int {
     return x;
 }
 
+def:pub add(a: int, b: int = 2, *, scale: float = 1.0) -> float {
+    return (a + b) * scale;
+}
+
+@restspec(protocol=APIProtocol.WEBSOCKET)
+async def:pub words(text: str, pause: float = 0.0) {
+    for (i, word) in enumerate(text.split()) {
+        if i > LIMIT { return; }
+        yield {"word": word, "at": i};
+    }
+}
+
+@restspec(protocol="ws")
+def countdown(start: int) -> int {
+    yield from range(start, 0, -1);
+    yield;
+}
+
+@restspec(protocol=APIProtocol.WEBSOCKET, stream=True)
+async walker : pub Progress {
+    has steps: int = 3;
+    async can run with entry {
+        for step in range(self.steps) { report {"step": step}; }
+    }
+    def numbers() { yield from range(self.steps); }
+}
+
 walker Base { can first with `root entry { report "base"; } }
 
 @restspec(method="GET", path="/stats")
@@ -319,6 +346,11 @@ walker U { has x; can a with entry { report self.y; await z; } }
 def notawalker() { report 1; return; }
 walker : pub X { can go with entry { break; continue; _jacc_x = 1; f(x for x in y, 1); } }
 walker : pub Y { def m(a, a) { yield a; } lambda x: x; }
+walker : pub S { can go with entry { yield 1; yield from x; } }
+@restspec(protocol=APIProtocol.WEBSOCKET, stream=True, broadcast=True) walker : pub T {}
+@restspec(stream=True) def:pub f(x, *y, **z) { yield; }
+async def:pub g() { yield from h(); return 1; }
+yield 3;
 class Py: pass
 glob a = 1; glob a = 2;
 report 1;
@@ -348,7 +380,8 @@ TOKENS = sorted(set(re.findall(r"[A-Za-z_]+|[^\sA-Za-z_0-9]{1,3}", EVERY_FORM + 
     "f\"{x}\"", "f'{'", "'''", '"""', "'", '"', "\\", "#*", "*#", "#", "\n", "\t", "\x00",
     "\x0c", "\u2028", "é", "0x", "1e", "1.2.3", "...", "!", "?", "$", "~", "^", "|", "&",
     "else", "elif", "try", "except", "finally", "await", "not in", "is not", "None", "True",
-    "1", "x", "Chat", "message",
+    "1", "x", "Chat", "message", "def:pub", "def:priv", "yield from", "stream=True",
+    "@restspec(protocol=APIProtocol.WEBSOCKET, stream=True)", "return;",
 })
 
 _SEPARATORS = st.sampled_from([" ", "", "\n", ";", " ;\n"])
@@ -538,6 +571,9 @@ def random_program(draw: st.DrawFn, sloppy: bool | None = None, bounded: bool = 
         return " ".join(out)
 
     body = statements(draw(st.integers(1, 5)), in_walker=True)
+    served = draw(st.sampled_from(_SERVED)).format(
+        prefix="async " if is_async else "", body=statements(draw(st.integers(0, 2)), False),
+        e=draw(expressions))
     helper_body = statements(draw(st.integers(0, 2)), in_walker=False)
     prefix = "async " if is_async else ""
     trigger = draw(st.sampled_from(["", "Root ", "`root "]))
@@ -559,6 +595,7 @@ def random_program(draw: st.DrawFn, sloppy: bool | None = None, bounded: bool = 
         "glob x = 0, z = 1;\n"
         f"glob LIMIT = {draw(expressions) if sloppy else 3};\n"
         f"{docs[5]}def helper(x: int, z: int = 1, *args, **kw) -> int {{ {helper_body} {tail} }}\n"
+        f"{served}"
         f"{docs[1]}{decorator}{prefix}walker : pub W {{\n"
         f"    {docs[2]} has y: int = {draw(expressions) if sloppy else '[]'};\n"
         f"    {docs[3]} {prefix}can go with {trigger}{event} {{ x = 1; z = 2; {body} }}\n"
@@ -566,6 +603,19 @@ def random_program(draw: st.DrawFn, sloppy: bool | None = None, bounded: bool = 
         f"    {stray}\n"
         f"}}\n"
     )
+
+
+# Served functions and streams (docs/language.md): a `def:pub`, a WebSocket generator, a
+# streaming walker's decorator on a function (wrong), a yield in a helper.
+_SERVED = [
+    "",
+    "def:pub served(a: int, b: str = \"x\") -> int {{ {body} return a; }}\n",
+    "@restspec(protocol=APIProtocol.WEBSOCKET)\n"
+    "{prefix}def:pub stream(n: int = 2) {{ {body} yield {e}; yield; }}\n",
+    "@restspec(protocol=\"ws\", broadcast=True)\ndef shout(t: str) {{ {body} return t; }}\n",
+    "def gen(n) {{ yield from range(n); {body} }}\n",
+    "@restspec(stream=True)\n{prefix}def:pub bad(x) {{ yield {e}; }}\n",
+]
 
 
 # Code as deep as CPython compiles, and deeper: each shape nested `depth` times.

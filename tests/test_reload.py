@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
+import jacc_runtime
 from jacc_runtime import Walker, entry, report
 from jacc_runtime.server.app import JaccApp
 from jacc_runtime.server.auth import TokenService
 from jacc_runtime.server.reload import DevReloader
-from jacc.cli import load_walkers
+from jacc.cli import load_program
 
 SECRET = "unit-test-secret-of-at-least-32-bytes!"
 
@@ -34,8 +35,8 @@ def program(version: int) -> str:
 def reloader_for(tmp_path: Path, source: str) -> tuple[JaccApp, DevReloader, Path]:
     path = tmp_path / "app.jac"
     path.write_text(source, encoding="utf-8")
-    app = JaccApp(load_walkers(path), tokens=TokenService(SECRET))
-    return app, DevReloader(app, path, load_walkers), path
+    app = JaccApp(load_program(path), tokens=TokenService(SECRET))
+    return app, DevReloader(app, path, load_program), path
 
 
 def test_a_good_build_swaps_the_walkers_and_counts_a_version(tmp_path):
@@ -105,4 +106,26 @@ def walker_w(protocol: str = "websocket", public: bool = True) -> type[Walker]:
 def test_set_walkers_names_the_walkers_whose_connections_must_reconnect(after, reason):
     app = JaccApp([walker_w()], tokens=TokenService(SECRET))
     stale = app.set_walkers([] if after is None else [walker_w(**after)])
+    assert stale == ({"W": reason} if reason else {})
+
+
+def function_w(protocol: str = "websocket", public: bool = True):
+    @jacc_runtime.function(protocol=protocol, public=public)
+    def W(message: str) -> str:  # noqa: N802 - the walker's name, as a reload could make it
+        return message
+
+    return W
+
+
+@pytest.mark.parametrize(("before", "after", "reason"), [
+    (function_w(), None, "function removed"),
+    (function_w(), function_w(protocol="http"), "function changed"),
+    (function_w(), function_w(public=False), "function changed"),
+    (function_w(), walker_w(), "function changed"),  # the same name, now a walker
+    (walker_w(), function_w(), "walker changed"),
+    (function_w(), function_w(), None),
+], ids=["removed", "to-http", "to-private", "to-walker", "from-walker", "same-rules"])
+def test_a_function_whose_rules_change_is_reconnected_too(before, after, reason):
+    app = JaccApp([before], tokens=TokenService(SECRET))
+    stale = app.set_walkers([] if after is None else [after])
     assert stale == ({"W": reason} if reason else {})

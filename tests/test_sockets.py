@@ -59,3 +59,24 @@ def test_a_refusal_is_a_whole_json_response_that_closes():
     assert lines[0] == "HTTP/1.1 408 Request Timeout"
     assert "connection: close" in lines and f"content-length: {len(body)}" in lines
     assert body == error.frame().encode()
+
+
+@pytest.mark.skipif(not hasattr(sockets.socket, "TCP_NOTSENT_LOWAT"), reason="Linux and macOS")
+def test_a_stream_can_keep_little_unsent_in_the_kernel():
+    # Else a slow but steady reader of a stream waits past send_timeout_seconds on one
+    # send (tests/e2e/test_ws_streams.py, the slow reader).
+    import socket
+
+    class Transport:
+        def __init__(self, sock):
+            self.sock = sock
+
+        def get_extra_info(self, name):
+            return self.sock if name == "socket" else None
+
+    with socket.socket() as tcp:
+        before = tcp.getsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT)
+        sockets._limit_unsent(Transport(tcp))
+        after = tcp.getsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT)
+    assert before != sockets._UNSENT_BYTES and after == sockets._UNSENT_BYTES
+    sockets._limit_unsent(Transport(None))  # no socket: nothing to do

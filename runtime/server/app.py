@@ -1,17 +1,19 @@
-"""The ASGI application that serves one program's walkers (docs/protocol.md).
+"""The ASGI application that serves one program's walkers and functions (docs/protocol.md).
 
-    app = JaccApp([EchoMessage, ChatRoom], tokens=TokenService(secret), accounts=store)
+    app = JaccApp([EchoMessage, ChatRoom, ws_echo], tokens=TokenService(secret), accounts=store)
     uvicorn.run(app)
 
-`JaccApp` owns everything a running server has: the walker bindings, the
-connection registry, the broadcast backplane, the token service, the account
-store and the config. Nothing lives in module globals, so a test can build
-several apps in one process.
+`JaccApp` owns everything a running server has: the bindings of the walkers and
+served functions (its *targets*, program.py), the connection registry, the
+broadcast backplane, the token service, the account store and the config.
+Nothing lives in module globals, so a test can build several apps in one process.
 
 Routes:
 
     ws   /ws/{Name}, /ws/walker/{Name}   WebSocket walkers (session.py)
+    ws   /ws/function/{name}             WebSocket functions (session.py, ws/streams.py)
     POST /walker/{Name}                  other walkers; JSON body = fields
+    POST /function/{name}                other served functions; JSON body = parameters
     GET  /openapi.json                   the HTTP routes only
     POST /user/register | login | refresh-token
     GET  /healthz                        liveness, with connection counts
@@ -41,6 +43,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from .accounts import Account, AccountError, AccountStore, InvalidCredentials, login_key
+from .functions import FunctionBinding, bind, is_stream, result_frame
 from .auth import AuthError, Identity, TokenService
 from .browser import browser_routes
 from .config import AuthConfig, Config, ServerConfig, WebSocketConfig
@@ -58,6 +61,7 @@ from .protocol import (
     CLOSE_CAPACITY,
     CLOSE_GOING_AWAY,
     CLOSE_SERVICE_RESTART,
+    EXECUTION_ERROR,
     EXECUTION_TIMEOUT,
     INTERNAL_ERROR,
     INVALID_PAYLOAD,
@@ -75,9 +79,9 @@ from .protocol import (
     run_walker,
     success_frame,
 )
+from .program import Target, targets_of
 from .threads import WalkerPool
 from .ws.session import SessionContext, WebSocketSession
-from ..walker import Walker
 
 logger = logging.getLogger("jacc.app")
 
@@ -97,7 +101,8 @@ def default_config(app_dir: Path | None = None) -> Config:
 
 
 class JaccApp:
-    """An ASGI app serving `walkers` (walker classes, or a mapping name → class).
+    """An ASGI app serving `walkers`: walker classes and served functions (a list, a
+    `Program`, or a mapping name → target).
 
     `tokens` verifies and issues JWTs; `accounts` enables the /user routes
     (without it they answer 404) and is then also where tokens are checked
@@ -108,7 +113,7 @@ class JaccApp:
 
     def __init__(
         self,
-        walkers: Iterable[type[Walker]] | Mapping[str, type[Walker]],
+        walkers: Iterable[Target] | Mapping[str, Target],
         *,
         tokens: TokenService,
         config: Config | None = None,
@@ -128,9 +133,10 @@ class JaccApp:
         self.loop_monitor = LoopMonitor()
         # GET /metrics (metrics.py); the instrumented calls below are no-ops when it is off.
         self.metrics = metrics_for(self.config.server.metrics, self._server_state)
-        self.backplane = backplane or MemoryBackplane()
+        self.backplane = backplane or MemoryBackplane(self.config.websocket.history)
         self.backplane.subscribe(self.metrics.timed_deliver(self.registry.deliver))
         self.backplane.events = self.metrics.backplane_events()
+        self.caps = self.backplane.caps(self.registry, self.config.websocket)
         self.title = title
         self._version = _version()
         self.bindings: dict[str, WalkerBinding] = {}
@@ -167,18 +173,20 @@ class JaccApp:
         await self._asgi(scope, receive, send)
 
     def set_walkers(
-        self, walkers: Iterable[type[Walker]] | Mapping[str, type[Walker]]
+        self, walkers: Iterable[Target] | Mapping[str, Target]
     ) -> dict[str, str]:
-        """Serve these walkers from now on; open connections run the new code on their next frame.
+        """Serve these walkers and functions from now on; open connections run the new code
+        on their next frame.
 
-        The open connections of a walker that is gone, is no longer a WebSocket
-        walker, or changed between public and private are closed with 1012 at
-        once, so that their clients reconnect under the new rules. Returns those
-        walkers' names, each with the close reason.
+        The open connections of a target that is gone, is no longer served over
+        WebSocket, changed between walker and function, or between public and
+        private, are closed with 1012 at once, so that their clients reconnect under
+        the new rules. Returns those targets' names, each with the close reason.
         """
-        classes = walkers.values() if isinstance(walkers, Mapping) else walkers
         old = self.bindings
-        self.bindings = {cls.__jacc_spec__.name: WalkerBinding(cls) for cls in classes}
+        self.bindings = {t.__jacc_spec__.name: bind(t) for t in targets_of(walkers)}
+        self.backplane.watch(name for name, binding in self.bindings.items()
+                             if binding.spec.broadcast)
         self._starlette.router.routes = self._routes()
         stale = _stale_walkers(old, self.bindings)
         if stale:
@@ -194,15 +202,16 @@ class JaccApp:
         self._starlette.router.routes = self._routes()
 
     def http_routes(self) -> list[tuple[str, str, WalkerBinding]]:
-        """(method, path, binding) of every route of a non-WebSocket walker."""
+        """(method, path, binding) of every route of a non-WebSocket walker or function."""
         routes = []
         for name, binding in self.bindings.items():
             spec = binding.spec
             if spec.is_websocket:
                 continue
-            routes.append(("POST", f"/walker/{name}", binding))
+            route = f"/{binding.kind}/{name}"  # /walker/{Name} or /function/{name}
+            routes.append(("POST", route, binding))
             if spec.method != "POST":
-                routes.append((spec.method, f"/walker/{name}", binding))
+                routes.append((spec.method, route, binding))
             if spec.path:
                 routes.append((spec.method, _absolute(spec.path), binding))
         return routes
@@ -227,6 +236,7 @@ class JaccApp:
             *self._extra_routes,
             WebSocketRoute("/ws/{name}", _WalkerSocket(self)),
             WebSocketRoute("/ws/walker/{name}", _WalkerSocket(self)),
+            WebSocketRoute("/ws/function/{name}", _WalkerSocket(self, kind="function")),
             # Any other upgrade gets the same 404, not Starlette's default 403.
             WebSocketRoute("/{path:path}", _WalkerSocket(self, known=False)),
             Route("/healthz", self._healthz, methods=["GET"]),
@@ -237,10 +247,12 @@ class JaccApp:
             Route("/user/refresh-token", self._refresh_token, methods=["POST"]),
             # An ASGI endpoint gets every method: it knows each walker's own (405 and `Allow`).
             Route("/walker/{name}", _HttpWalker(self)),
+            Route("/function/{name}", _HttpWalker(self, kind="function")),
         ]
         for method, path, binding in self.http_routes():
-            if not path.startswith("/walker/"):
-                routes.append(Route(path, _HttpWalker(self, binding.name), methods=[method]))
+            if not path.startswith(f"/{binding.kind}/"):
+                routes.append(Route(path, _HttpWalker(self, binding.name, binding.kind),
+                                    methods=[method]))
         routes += self._browser_routes()
         return routes
 
@@ -264,6 +276,7 @@ class JaccApp:
         finally:
             await self.metrics.stop()
             await self.close_connections()
+            await self.caps.close()
             await self.backplane.stop()
             if self._hashing is not None:
                 self._hashing.shutdown(wait=False, cancel_futures=True)
@@ -273,34 +286,40 @@ class JaccApp:
 
     # --- HTTP walkers --------------------------------------------------------------
 
-    async def run_http_walker(self, request: Request, name: str) -> Response:
-        """Run the HTTP walker `name` for `request` and answer with the JSON envelope."""
+    async def run_http_walker(self, request: Request, name: str,
+                              kind: str = "walker") -> Response:
+        """Run the HTTP walker (or served function, `kind`) `name` for `request` and answer
+        with the JSON envelope."""
         binding = self.bindings.get(name)
         try:
-            if binding is None or binding.spec.is_websocket:
-                raise ProtocolError(NOT_FOUND, f"no HTTP walker named `{name}`")
+            if binding is None or binding.spec.is_websocket or binding.kind != kind:
+                raise ProtocolError(NOT_FOUND, f"no HTTP {kind} named `{name}`")
             allowed = _walker_methods(binding)
             if request.method not in allowed:
-                return _method_not_allowed(f"walker `{name}`", allowed, request.method)
+                return _method_not_allowed(f"{kind} `{name}`", allowed, request.method)
             if not binding.spec.public:
                 self._bearer_identity(request)
             payload = await _fields_of(request, binding)
             binding.check(payload)
-            reports = await self._run_timed(binding, payload)
-            return _json_response(success_frame(reports, name, self.config.server.dev))
+            return _json_response(await self._run_timed(binding, payload))
         except ProtocolError as error:
             return self._refused(error)
 
-    async def _run_timed(self, binding: WalkerBinding, payload: dict) -> list:
+    async def _run_timed(self, binding: WalkerBinding, payload: dict) -> str:
+        """The success frame of one run: a walker's reports, or a function's result."""
         # The same limit as on a WebSocket; a WebSocket session has a cheaper watchdog of its own.
         seconds = self.config.websocket.walker_timeout_seconds
+        dev = self.config.server.dev
         drain = self.drain
         try:
             async with asyncio.timeout(seconds) as limit:
                 drain.enter(limit)  # a drain brings `limit` forward to its own end
                 started = time.perf_counter()
                 try:
-                    return await run_walker(binding, payload, self.config.server.dev, self.threads)
+                    if isinstance(binding, FunctionBinding):
+                        return _http_result(binding, await binding.call(payload, dev))
+                    reports = await run_walker(binding, payload, dev, self.threads)
+                    return success_frame(reports, binding.name, dev)
                 finally:
                     drain.leave(limit)
                     self.metrics.walker(binding.name).ran(time.perf_counter() - started)
@@ -308,14 +327,15 @@ class JaccApp:
             if drain.cut_off(limit):
                 raise ProtocolError(
                     SERVICE_UNAVAILABLE,
-                    f"{SHUTTING_DOWN}: walker `{binding.name}` was cut off at the end of the drain",
+                    f"{SHUTTING_DOWN}: {binding.kind} `{binding.name}` was cut off at the end "
+                    "of the drain",
                     reason="drain_seconds",
                 ) from None
-            logger.warning("walker %s ran past walker_timeout_seconds (%g s) and was cancelled",
-                           binding.name, seconds)
+            logger.warning("%s %s ran past walker_timeout_seconds (%g s) and was cancelled",
+                           binding.kind, binding.name, seconds)
             raise ProtocolError(
                 EXECUTION_TIMEOUT,
-                f"walker `{binding.name}` ran past walker_timeout_seconds ({seconds:g} s) "
+                f"{binding.kind} `{binding.name}` ran past walker_timeout_seconds ({seconds:g} s) "
                 "and was cancelled",
                 reason="walker_timeout_seconds",
             ) from None
@@ -328,6 +348,8 @@ class JaccApp:
             return self.tokens.verify(token.strip())
         except AuthError as error:
             raise ProtocolError(UNAUTHORIZED, error.message, reason=error.reason) from None
+        except AccountError as error:  # the account store cannot answer (PostgreSQL down)
+            raise ProtocolError(error.code, error.message, status=error.status) from None
 
     # --- accounts ------------------------------------------------------------------
 
@@ -390,6 +412,8 @@ class JaccApp:
                 identity, fresh = await run_in_threadpool(self.tokens.refresh, token)
             except AuthError as error:
                 raise ProtocolError(UNAUTHORIZED, error.message, reason=error.reason) from None
+            except AccountError as error:  # the account store cannot answer (PostgreSQL down)
+                raise ProtocolError(error.code, error.message, status=error.status) from None
         except ProtocolError as error:
             return self._refused(error)
         data = {"user_id": identity.user_id, "token": fresh}
@@ -452,11 +476,15 @@ class JaccApp:
 
 
 class _WalkerSocket:
-    """The ASGI endpoint of the WebSocket routes: a 404 before any 101 for what is not served."""
+    """The ASGI endpoint of the WebSocket routes: a 404 before any 101 for what is not served.
 
-    def __init__(self, app: JaccApp, known: bool = True) -> None:
+    `kind` is what the route serves: `walker` (`/ws/{Name}`, `/ws/walker/{Name}`) or
+    `function` (`/ws/function/{name}`)."""
+
+    def __init__(self, app: JaccApp, known: bool = True, kind: str = "walker") -> None:
         self._app = app
         self._known = known
+        self._kind = kind
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         app = self._app
@@ -468,8 +496,9 @@ class _WalkerSocket:
             return
         name = scope["path_params"].get("name") if self._known else None
         binding = app.bindings.get(name) if name is not None else None
-        if binding is None or not binding.spec.is_websocket:
-            what = f"no WebSocket walker named `{name}`" if name else "no WebSocket route here"
+        if binding is None or not binding.spec.is_websocket or binding.kind != self._kind:
+            what = f"no WebSocket {self._kind} named `{name}`" if name else \
+                "no WebSocket route here"
             await _deny(scope, send, 404, error_frame(NOT_FOUND, what))
             return
         if app._closing or app.drain.active:
@@ -492,16 +521,18 @@ class _WalkerSocket:
 
 
 class _HttpWalker:
-    """An HTTP walker's endpoint: `/walker/{name}`, or the `path` of its `@restspec` (`name`)."""
+    """An HTTP walker's (or function's, `kind`) endpoint: `/walker/{name}`,
+    `/function/{name}`, or the `path` of its `@restspec` (`name`)."""
 
-    def __init__(self, app: JaccApp, name: str | None = None) -> None:
+    def __init__(self, app: JaccApp, name: str | None = None, kind: str = "walker") -> None:
         self._app = app
         self._name = name
+        self._kind = kind
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         request = Request(scope, receive)
         name = self._name or request.path_params["name"]
-        response = await self._app.run_http_walker(request, name)
+        response = await self._app.run_http_walker(request, name, self._kind)
         await response(scope, receive, send)
 
 
@@ -519,6 +550,8 @@ def _session_context(app: JaccApp) -> SessionContext:
         binding=binding,
         publish=app.metrics.timed_publish(app.backplane.publish),
         dev=app.config.server.dev,
+        replay=app.backplane.replay,
+        caps=app.caps,
         threads=app.threads,
         drain=app.drain,
         metrics=app.metrics,
@@ -528,17 +561,19 @@ def _session_context(app: JaccApp) -> SessionContext:
 def _stale_walkers(
     old: Mapping[str, WalkerBinding], new: Mapping[str, WalkerBinding]
 ) -> dict[str, str]:
-    """The WebSocket walkers of `old` whose open connections cannot go on under `new`."""
+    """The WebSocket walkers and functions of `old` whose open connections cannot go on
+    under `new`."""
     stale = {}
     for name, before in old.items():
         if not before.spec.is_websocket:
             continue
         after = new.get(name)
         if after is None:
-            stale[name] = "walker removed"
-        elif not after.spec.is_websocket or after.spec.public != before.spec.public:
+            stale[name] = f"{before.kind} removed"
+        elif (not after.spec.is_websocket or after.spec.public != before.spec.public
+              or after.kind != before.kind):
             # A session keeps the rules it was admitted under: reconnect under the new ones.
-            stale[name] = "walker changed"
+            stale[name] = f"{before.kind} changed"
     return stale
 
 
@@ -609,6 +644,19 @@ def _query_value(binding: WalkerBinding, key: str, text: str) -> object:
         return json.loads(text)
     except ValueError:
         return text
+
+
+def _http_result(binding: FunctionBinding, value: object) -> str:
+    """A served function's answer over HTTP; a stream has no HTTP form (E0110 at compile time)."""
+    if is_stream(value):
+        close = getattr(value, "close", None)  # a sync generator: its `finally` runs now
+        if close is not None:
+            close()
+        raise ProtocolError(
+            EXECUTION_ERROR,
+            f"function `{binding.name}` returned a generator: streams are served over "
+            "WebSocket only (`@restspec(protocol=APIProtocol.WEBSOCKET)`)")
+    return result_frame(value, binding.name)
 
 
 def _json_response(text: str, status: int = 200) -> Response:

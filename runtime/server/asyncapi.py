@@ -1,4 +1,5 @@
-"""The AsyncAPI 3.0 document of an app's WebSocket walkers (docs/protocol.md, "AsyncAPI").
+"""The AsyncAPI 3.0 document of an app's WebSocket walkers and functions (docs/protocol.md,
+"AsyncAPI").
 
     document = asyncapi_document(walkers, title="chat", version="0.1.0", host="127.0.0.1:8000")
 
@@ -8,7 +9,9 @@ the server *receives* a walker's request frames and replies, and *sends*
 what it pushes unasked (broadcasts, and the errors that come before a close).
 
 One channel per walker, at its canonical route `/ws/walker/{Name}` (`/ws/{Name}`
-is listed in `x-jacc-aliases`). The request's payload schema comes from the
+is listed in `x-jacc-aliases`), and one per WebSocket function at
+`/ws/function/{name}`; `x-jacc-kind` tells them apart (top-level names are
+unique, so the name is the channel's key). The request's payload schema comes from the
 declared-type model that checks incoming frames (`_field_schema`), so the document
 accepts exactly what the server does (tests/e2e/test_asyncapi_live.py). The
 codes of the error frame come from the codes table of protocol.py.
@@ -21,12 +24,15 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from ..walker import Field, Walker, WalkerSpec
+from ..walker import Field, WalkerSpec
 from .fieldtypes import declared_type
+from .program import Target
 from .protocol import (
     CLOSE_MEANINGS,
+    EXECUTION_TIMEOUT,
     HTTP_ONLY_CODES,
     HTTP_STATUS,
+    STREAM_ERROR,
 )
 
 __all__ = ["ASYNCAPI_VERSION", "CLOSE_MEANINGS", "ERROR_CODES", "asyncapi_document"]
@@ -34,17 +40,20 @@ __all__ = ["ASYNCAPI_VERSION", "CLOSE_MEANINGS", "ERROR_CODES", "asyncapi_docume
 ASYNCAPI_VERSION = "3.0.0"
 
 # Codes an error *frame* can carry: the codes table of protocol.py, less the codes
-# that only an HTTP answer (or a refused upgrade) has.
-ERROR_CODES: tuple[str, ...] = tuple(code for code in HTTP_STATUS if code not in HTTP_ONLY_CODES)
+# that only an HTTP answer (or a refused upgrade) has, and STREAM_ERROR, which only
+# ends a stream (in its done frame, with EXECUTION_TIMEOUT: DONE_CODES).
+ERROR_CODES: tuple[str, ...] = tuple(code for code in HTTP_STATUS
+                                     if code not in HTTP_ONLY_CODES and code != STREAM_ERROR)
+DONE_CODES: tuple[str, ...] = (STREAM_ERROR, EXECUTION_TIMEOUT)
 
 _SECURITY = {"$ref": "#/components/securitySchemes/token"}
 
 
 def asyncapi_document(
-    walkers: Iterable[type[Walker]], *, title: str, version: str,
+    walkers: Iterable[Target], *, title: str, version: str,
     host: str | None = None, secure: bool = False,
 ) -> dict:
-    """The AsyncAPI 3.0 document of the WebSocket walkers among `walkers`.
+    """The AsyncAPI 3.0 document of the WebSocket walkers and functions among `walkers`.
 
     `host` ("127.0.0.1:8000") adds a server entry; `secure` makes its protocol `wss`.
     """
@@ -56,8 +65,6 @@ def asyncapi_document(
             continue
         channels[spec.name] = _channel(cls, spec)
         operations.update(_operations(spec))
-    # The WebSocket functions (docs/protocol.md, streaming) (`/ws/function/{name}`) join here as channels
-    # of their own once the server serves them.
     document: dict[str, Any] = {
         "asyncapi": ASYNCAPI_VERSION,
         "info": {
@@ -82,34 +89,39 @@ def asyncapi_document(
 
 
 _INFO_DESCRIPTION = (
-    "The WebSocket walkers of a jacc app. Each text frame a client sends is one JSON object "
-    "whose keys are the walker's fields; it runs one walker instance. Frames on one "
-    "connection are answered in order. Written from the server's side: `receive` "
-    "operations are what a client sends (with their replies), `send` operations what the "
-    "server pushes. The wire protocol: docs/protocol.md."
+    "The WebSocket walkers and functions of a jacc app. Each text frame a client sends is "
+    "one JSON object whose keys are the walker's fields (a function's parameters); it runs "
+    "one walker instance (calls the function once). A stream answers with chunk frames and "
+    "one done frame. Frames on one connection are answered in order. Written from the "
+    "server's side: `receive` operations are what a client sends (with their replies), "
+    "`send` operations what the server pushes. The wire protocol: docs/protocol.md."
 )
 
 
 # --- channels ----------------------------------------------------------------------
 
 
-def _channel(cls: type[Walker], spec: WalkerSpec) -> dict:
+def _channel(cls: Target, spec: WalkerSpec) -> dict:
     name = spec.name
-    messages: dict[str, dict] = {
-        "request": _request_message(spec),
-        "reply": _ref("messages/reply"),
-        "error": _ref("messages/error"),
-    }
-    if _streams(spec):
-        messages.update({"chunk": _ref("messages/chunk"), "done": _ref("messages/done")})
+    messages: dict[str, dict] = {"request": _request_message(spec)}
+    messages.update({key: _ref(f"messages/{key}") for key in _answers(spec)})
+    messages["error"] = _ref("messages/error")
     if _has_controls(spec):
         messages.update({key: _ref(f"messages/{key}") for key in _CONTROL_MESSAGES})
-    aliases = [f"/ws/{name}"]
-    channel: dict[str, Any] = {
-        "address": f"/ws/walker/{name}",
-        "title": name,
-        "summary": f"WebSocket walker {name}; also served at {aliases[0]}.",
-    }
+    if spec.kind == "function":
+        aliases: list[str] = []
+        channel: dict[str, Any] = {
+            "address": f"/ws/function/{name}",
+            "title": name,
+            "summary": f"WebSocket function {name}" + (", a stream." if _streams(spec) else "."),
+        }
+    else:
+        aliases = [f"/ws/{name}"]
+        channel = {
+            "address": f"/ws/walker/{name}",
+            "title": name,
+            "summary": f"WebSocket walker {name}; also served at {aliases[0]}.",
+        }
     description = _doc(cls)
     if description:
         channel["description"] = description
@@ -117,16 +129,26 @@ def _channel(cls: type[Walker], spec: WalkerSpec) -> dict:
         **channel,
         "messages": messages,
         "bindings": {"ws": _WS_BINDING},
+        "x-jacc-kind": spec.kind,
         "x-jacc-aliases": aliases,
         "x-jacc-public": spec.public,
         "x-jacc-broadcast": spec.broadcast,
+        "x-jacc-stream": _streams(spec),
     }
 
 
 def _streams(spec: WalkerSpec) -> bool:
-    # The streaming walkers (docs/protocol.md, streaming) (`@restspec(stream=True)`) get chunk and done
-    # frames: the messages are defined below and appear once WalkerSpec has `stream`.
-    return bool(getattr(spec, "stream", False))
+    # A generator function, or a walker with `@restspec(stream=True)`: its
+    # answers are chunk frames and one done frame.
+    return spec.stream
+
+
+def _answers(spec: WalkerSpec) -> list[str]:
+    """The messages of a successful run: a stream's chunks and done, a function's result,
+    a walker's reports."""
+    if _streams(spec):
+        return ["chunk", "done"]
+    return ["result"] if spec.kind == "function" else ["reply"]
 
 
 def _has_controls(spec: WalkerSpec) -> bool:
@@ -135,10 +157,10 @@ def _has_controls(spec: WalkerSpec) -> bool:
     return "type" not in spec.field_names
 
 
-def _doc(cls: type) -> str:
+def _doc(cls: Target) -> str:
     # `cls.__doc__`, not `inspect.getdoc`: a walker without a docstring says nothing,
-    # rather than repeating its base class's.
-    text = cls.__dict__.get("__doc__")
+    # rather than repeating its base class's. A function has no base to repeat.
+    text = cls.__dict__.get("__doc__") if isinstance(cls, type) else cls.__doc__
     return inspect.cleandoc(text) if isinstance(text, str) else ""
 
 
@@ -158,10 +180,16 @@ _WS_BINDING = {
 
 
 def _request_message(spec: WalkerSpec) -> dict:
+    if spec.kind == "function":
+        title = f"Call {spec.name}"
+        summary = "The function's parameters, as one JSON object; each frame is one call."
+    else:
+        title = f"Run {spec.name}"
+        summary = "The walker's fields, as one JSON object; each frame runs one walker."
     return {
         "name": f"{spec.name}Request",
-        "title": f"Run {spec.name}",
-        "summary": "The walker's fields, as one JSON object; each frame runs one walker.",
+        "title": title,
+        "summary": summary,
         "payload": request_schema(spec),
     }
 
@@ -229,24 +257,21 @@ def _operations(spec: WalkerSpec) -> dict:
     name = spec.name
     channel = _ref_channel(name)
     sends = [_channel_message(name, "request")]
-    direct = ["error"] if spec.broadcast else ["reply", "error"]
-    if _streams(spec):
-        direct += ["chunk", "done"]
+    answers = _answers(spec)
+    direct = ["error"] if spec.broadcast else [*answers, "error"]
     if _has_controls(spec):
         sends += [_channel_message(name, "ping"), _channel_message(name, "refresh")]
         direct += ["pong", "refreshed"]
     receive: dict[str, Any] = {
         "action": "receive",
         "channel": channel,
-        "title": f"Run {name}",
-        "summary": (f"Run {name}: its success is broadcast to every connection (the `send` "
-                    "operation), errors go to the sender only." if spec.broadcast
-                    else f"Run {name} and reply with its reports, or an error."),
+        "title": f"Call {name}" if spec.kind == "function" else f"Run {name}",
+        "summary": _receive_summary(spec),
         "messages": sends,
         "reply": {"channel": channel,
                   "messages": [_channel_message(name, key) for key in direct]},
     }
-    pushed = ["reply", "error"] if spec.broadcast else ["error"]
+    pushed = [*answers, "error"] if spec.broadcast else ["error"]
     send: dict[str, Any] = {
         "action": "send",
         "channel": channel,
@@ -261,6 +286,19 @@ def _operations(spec: WalkerSpec) -> dict:
         receive["security"] = [_SECURITY]
     extensions = {"x-jacc-public": spec.public, "x-jacc-broadcast": spec.broadcast}
     return {f"{name}.receive": {**receive, **extensions}, f"{name}.send": {**send, **extensions}}
+
+
+def _receive_summary(spec: WalkerSpec) -> str:
+    name = spec.name
+    if spec.broadcast:
+        return (f"Run {name}: its success is broadcast to every connection (the `send` "
+                "operation), errors go to the sender only.")
+    if _streams(spec):
+        return (f"Run {name}: one chunk frame per item, then one done frame (ok, or the "
+                "error that ended it); an error frame if it could not start.")
+    if spec.kind == "function":
+        return f"Call {name} and reply with its result, or an error."
+    return f"Run {name} and reply with its reports, or an error."
 
 
 def _ref(path: str) -> dict:
@@ -290,9 +328,12 @@ def _components() -> dict:
         "messages": {
             "reply": _message("Success", "The walker's reports: `{\"ok\":true,\"data\":"
                               "{\"reports\":[...]}}`.", _REPLY),
+            "result": _message("Result", "The function's return value: `{\"ok\":true,"
+                               "\"data\":{\"result\":...}}`.", _RESULT),
             "error": _message("Error", "An error frame; the connection stays open unless a "
                               "close follows (see x-jacc-close-codes).", _error_schema()),
-            "chunk": _message("Chunk", "One item of a stream.", _CHUNK),
+            "chunk": _message("Chunk", "One item of a stream: a generator's item, or a "
+                              "streaming walker's report.", _CHUNK),
             "done": _message("Done", "The end of a stream; `ok` is false if it failed part "
                              "way (`STREAM_ERROR`).", _DONE),
             "ping": _message("Ping", "Asks for a pong.", _control("ping")),
@@ -359,6 +400,15 @@ _REPLY = {
     },
 }
 
+_RESULT = {
+    "type": "object",
+    "required": ["ok", "data"],
+    "properties": {
+        "ok": {"const": True},
+        "data": {"type": "object", "required": ["result"], "properties": {"result": {}}},
+    },
+}
+
 _CHUNK = {
     "type": "object",
     "required": ["ok", "type", "data"],
@@ -368,8 +418,19 @@ _CHUNK = {
 _DONE = {
     "type": "object",
     "required": ["ok", "type"],
-    "properties": {"ok": {"type": "boolean"}, "type": {"const": "done"},
-                   "error": {"type": "object"}},
+    "properties": {
+        "ok": {"type": "boolean"},
+        "type": {"const": "done"},
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string", "enum": list(DONE_CODES)},
+                "message": {"type": "string"},
+                "line": {"type": "integer", "description": "dev mode: the .jac line"},
+            },
+        },
+    },
 }
 
 _PONG = {

@@ -44,15 +44,22 @@ class WebSocketConfig:
     # The outbound queue of each connection, in bytes of UTF-8 (docs/protocol.md#slow-consumers).
     send_queue_bytes: int = 1048576
     allowed_origins: tuple[str, ...] = ()
+    # Broadcasts kept per walker for `?since=` (docs/scaling.md); 0 keeps none.
+    history: int = 1000
+    # "memory" (one process) or a Redis URL shared by every worker and host.
+    backplane: str = "memory"
+    # Prefix of every Redis key; empty means "jacc:" and the app file's stem.
+    backplane_namespace: str = ""
 
 
 @dataclass(frozen=True)
 class AuthConfig:
-    """The `[auth]` table. `database` is absolute once it comes out of `load_config`."""
+    """The `[auth]` table. `database` is a SQLite file, absolute once it comes out of
+    `load_config`, or a `postgresql://` URL (a str) for accounts shared by several hosts."""
 
     secret: str = ""
     token_ttl_seconds: int = 86400
-    database: Path = Path(STATE_DIR_NAME) / "users.db"
+    database: Path | str = Path(STATE_DIR_NAME) / "users.db"
     # How long a token retired by a refresh still serves requests (0: not at all).
     refresh_grace_seconds: float = 30.0
     # Login throttling (docs/security.md): failures allowed per user name and per
@@ -75,6 +82,7 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8000
     dev: bool = False
+    workers: int = 1
     max_body_bytes: int = 1048576
     max_header_bytes: int = 65536
     handshake_timeout_seconds: float = 10.0
@@ -134,9 +142,9 @@ _SECTIONS: dict[str, type] = {
 # Host, port and dev mode belong to how one machine runs the app, not to the app,
 # so they are not read from the file that ships beside it. The server's limits
 # are about what the app can take, so they are.
-_FLAG_ONLY = frozenset({"server.host", "server.port", "server.dev"})
+_FLAG_ONLY = frozenset({"server.host", "server.port", "server.dev", "server.workers"})
 _FLAGS = {"server.host": "--host", "server.port": "--port", "server.dev": "--dev",
-          "auth.token_ttl_seconds": "--ttl",
+          "server.workers": "--workers", "auth.token_ttl_seconds": "--ttl",
           **{f"server.{key}": "--" + key.replace("_", "-") for key in (
               "ssl_certfile", "ssl_keyfile", "proxy_headers", "forwarded_allow_ips",
               "root_path", "log_level")}}
@@ -148,7 +156,7 @@ _RENAMED = {
 LOG_FORMATS = ("text", "json")
 # uvicorn's levels, by uvicorn's names.
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
-_INT_RANGES = {"server.port": (1, 65535)}
+_INT_RANGES = {"server.port": (1, 65535), "websocket.history": (0, None)}
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 _WANTS: dict[object, str] = {
@@ -163,6 +171,10 @@ _WANTS: dict[object, str] = {
 _KEY_WANTS = {
     "server.port": "an integer from 1 to 65535",
     "server.host": "a non-empty host name or address",
+    "websocket.history": "an integer >= 0",
+    "auth.database": 'a SQLite file path or a URL like "postgresql://user@host/db"',
+    "websocket.backplane": '"memory" or a Redis URL like "redis://127.0.0.1:6379/0"',
+    "websocket.backplane_namespace": "a key prefix without spaces, at most 100 characters",
     "auth.refresh_grace_seconds": "a number >= 0",
     "server.log_format": " or ".join(f'"{name}"' for name in LOG_FORMATS),
     "server.log_level": "one of " + ", ".join(f'"{name}"' for name in LOG_LEVELS),
@@ -171,6 +183,9 @@ _KEY_WANTS = {
     "server.root_path": 'a path prefix like "/chat" (a leading slash, none at the end), '
                         'or empty',
 }
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+_NAMESPACE = re.compile(r"[!-~]{1,100}")  # printable ASCII, no spaces: it is part of every key
 
 # A value on its way through the layers: what it is and where it came from.
 _Raw = dict[str, tuple[object, str]]
@@ -198,9 +213,14 @@ def load_config(
     raw.update(_env_layer(environ))
     raw.update(_override_layer(overrides or {}))
     auth = _build_section("auth", raw)
+    websocket = _build_section("websocket", raw)
+    if not websocket.backplane_namespace:
+        # The app's name, not its folder: every host must arrive at the same keys.
+        websocket = dataclasses.replace(websocket, backplane_namespace=f"jacc:{Path(app).stem}")
     return Config(
-        websocket=_build_section("websocket", raw),
-        auth=dataclasses.replace(auth, database=_beside(app_dir, auth.database)),
+        websocket=websocket,
+        auth=dataclasses.replace(auth, database=_beside(app_dir, auth.database)
+                                 if isinstance(auth.database, Path) else auth.database),
         server=_server_paths(_build_section("server", raw), app_dir),
         app_dir=app_dir,
     )
@@ -393,7 +413,7 @@ def _build_section(section: str, raw: _Raw) -> typing.Any:
 
 
 def _convert(dotted: str, kind: object, value: object, source: str) -> object:
-    if isinstance(value, str) and kind not in (str, Path, Path | None):
+    if isinstance(value, str) and kind not in (str, Path, Path | None, Path | str):
         value = _parse_text(dotted, kind, value, source)
     check = _KEY_CHECKS.get(dotted) or _KIND_CHECKS[kind]
     return check(dotted, value, source)
@@ -546,6 +566,49 @@ def _check_origins(dotted: str, value: object, source: str) -> tuple[str, ...]:
     return tuple(_origin(dotted, entry, source) for entry in value)
 
 
+def _check_database(dotted: str, value: object, source: str) -> Path | str:
+    # A PostgreSQL URL stays a URL; anything else is the SQLite file's path.
+    if isinstance(value, str) and value.strip().startswith(_POSTGRES_SCHEMES):
+        url = value.strip()
+        if url.partition("://")[2]:
+            return url
+        raise _bad(dotted, value, source)
+    return _check_path(dotted, value, source)
+
+
+def _check_backplane(dotted: str, value: object, source: str) -> str:
+    if not isinstance(value, str):
+        raise _bad(dotted, value, source)
+    value = value.strip()
+    if value == "memory":
+        return value
+    scheme, separator, rest = value.partition("://")
+    if not separator or scheme.lower() not in _REDIS_SCHEMES or not rest:
+        raise _bad(dotted, value, source)
+    return value
+
+
+def _check_namespace(dotted: str, value: object, source: str) -> str:
+    # Empty means the default, which load_config fills in from the app's name.
+    if not isinstance(value, str) or (value and not _NAMESPACE.fullmatch(value)):
+        raise _bad(dotted, value, source)
+    return value
+
+
+def redacted_url(url: str) -> str:
+    """`url` with any password replaced by `***`, fit for a log line or an error message."""
+    url = _PASSWORD_PARAMETER.sub(r"\1***", url)
+    scheme, separator, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    user, colon, _password = credentials.partition(":")
+    if not (separator and at and colon):
+        return url
+    return f"{scheme}://{user}:***@{host}"
+
+
+_PASSWORD_PARAMETER = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+
+
 def _origin(dotted: str, entry: object, source: str) -> str:
     try:
         return allowed_origin(entry)
@@ -566,6 +629,9 @@ _KIND_CHECKS: dict[object, typing.Callable[[str, object, str], object]] = {
 }
 _KEY_CHECKS: dict[str, typing.Callable[[str, object, str], object]] = {
     "server.host": _check_host,
+    "auth.database": _check_database,
+    "websocket.backplane": _check_backplane,
+    "websocket.backplane_namespace": _check_namespace,
     "auth.refresh_grace_seconds": _check_seconds_or_zero,
     "server.log_format": _check_choice(LOG_FORMATS),
     "server.log_level": _check_choice(LOG_LEVELS),
@@ -577,7 +643,12 @@ _KEY_CHECKS: dict[str, typing.Callable[[str, object, str], object]] = {
 def _bad(dotted: str, value: object, source: str) -> ConfigError:
     section, _, name = dotted.partition(".")
     want = _KEY_WANTS.get(dotted) or _WANTS[_fields(section)[name]]
-    got = _kind_of(value) if dotted == "auth.secret" else _show(value)
+    if dotted == "auth.secret":
+        got = _kind_of(value)
+    elif dotted in ("websocket.backplane", "auth.database") and isinstance(value, str):
+        got = _show(redacted_url(value))  # a Redis URL may carry a password
+    else:
+        got = _show(value)
     return ConfigError(f"{dotted} must be {want}, got {got}", dotted, source)
 
 

@@ -4,11 +4,11 @@ and the walkers, build the app, run it (docs/protocol.md, docs/configuration.md)
     serve(ServeOptions(app=Path("app.jac"), port=8000), load=loader)
     token = issue_token("ann")
 
-`load` builds the walkers of a source path, raising `BuildFailed` when the
-program is wrong; the CLI hands it over, so that the server never imports the
-compiler. A user's mistake (a bad config value, a program with errors, a port
-in use) raises `ServeError` with what to tell the user; the CLI prints it and
-exits 1. Everything else is a bug.
+`load` builds the program (walkers and served functions) of a source path,
+raising `BuildFailed` when the program is wrong; the CLI hands it over, so that the
+server never imports the compiler. A user's mistake (a bad config value, a program
+with errors, a port in use) raises `ServeError` with what to tell the user; the CLI
+prints it and exits 1. Everything else is a bug.
 """
 
 from __future__ import annotations
@@ -23,21 +23,30 @@ import ssl
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence, TextIO
+from typing import Iterable, Iterator, Mapping, Sequence, TextIO
 
 import sys
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
 
-from ..walker import Walker
-from .accounts import AccountStore
 from .app import JaccApp
 from .auth import TokenService, resolve_secret
-from .config import Config, ConfigError, load_config
+from .config import Config, ConfigError, load_config, redacted_url
 from .logs import log_config, uvicorn_level
-from .program import Loader, ServeError
+from .functions import bind
+from .metrics import shared_across_workers, worker_exited
+from .program import Loader, ServeError, Target, targets_of
 from .protocol import CLOSE_GOING_AWAY
 from .reload import STATUS_PATH, DevReloader
+from .scaling import (
+    check_scale_out,
+    make_backplane,
+    open_account_store,
+    probe_backplane,
+    uses_redis,
+)
 from .sockets import SocketLimits, fit_open_files, protocol_classes
+from .workers import Supervisor
 from .ws.limits import protocol_max_size
 
 __all__ = ["ServeOptions", "issue_token", "serve", "walker_table"]
@@ -64,6 +73,7 @@ class ServeOptions:
     forwarded_allow_ips: str | None = None
     root_path: str | None = None
     log_level: str | None = None
+    workers: int | None = None
 
 
 def serve(options: ServeOptions, load: Loader,
@@ -75,15 +85,17 @@ def serve(options: ServeOptions, load: Loader,
     config = _resolve_config(options, environ)
     _check_tls(config)
     walkers = _first_build(options.app, load)
+    check_scale_out(config, walkers, environ)
     # Configure logging now: creating the secret, below, is worth a line in the log.
     logging.config.dictConfig(log_config(config.server.log_format, config.server.log_level))
+    probe_backplane(config)
+    if config.server.workers > 1:
+        _serve_workers(options.app, config, walkers, environ)
+        return
     app = _build_app(options.app, config, walkers, environ)
     reloader = DevReloader(app, options.app, load) if config.server.dev else None
     try:
-        if config.server.log_format == "json":
-            _log_banner(options.app, config, app)  # stdout, too, is JSON lines only
-        else:
-            _print_banner(options.app, config, app)
+        _banner(options.app, config, walker_table(app))
         if reloader is not None:
             _say(config, f"dev mode: watching {options.app}; build status at {STATUS_PATH}")
         limits = _socket_limits(config)
@@ -113,13 +125,23 @@ def issue_token(user: str, ttl: int | None = None, app: Path | None = None,
     return TokenService(secret, ttl_seconds=config.auth.token_ttl_seconds).issue(user)
 
 
-def walker_table(app: JaccApp) -> list[tuple[str, str, str, str, str]]:
-    """(name, route, protocol, public, broadcast) of every walker, for the banner."""
+def walker_table(app: JaccApp) -> list[tuple[str, str, str, str, str, str]]:
+    """(name, route, protocol, public, broadcast, stream) of every walker and served
+    function, for the banner."""
+    return _table(app.bindings.values())
+
+
+def _table(bindings: Iterable) -> list[tuple[str, str, str, str, str, str]]:
     rows = []
-    for name, binding in app.bindings.items():
+    for binding in bindings:
         spec = binding.spec
-        route = f"/ws/{name}" if spec.is_websocket else f"{spec.method} /walker/{name}"
-        rows.append((name, route, spec.protocol, _yes(spec.public), _yes(spec.broadcast)))
+        name = spec.name
+        if spec.is_websocket:
+            route = f"/ws/{name}" if binding.kind == "walker" else f"/ws/function/{name}"
+        else:
+            route = f"{spec.method} /{binding.kind}/{name}"
+        rows.append((name, route, spec.protocol, _yes(spec.public), _yes(spec.broadcast),
+                     _yes(spec.stream)))
     return rows
 
 
@@ -136,6 +158,7 @@ def _resolve_config(options: ServeOptions, environ: Mapping[str, str]) -> Config
                 "server.host": options.host,
                 "server.port": options.port,
                 "server.dev": options.dev or None,
+                "server.workers": options.workers,
                 # A path on the command line is the working directory's, as for any tool.
                 "server.ssl_certfile": _absolute(options.ssl_certfile),
                 "server.ssl_keyfile": _absolute(options.ssl_keyfile),
@@ -170,24 +193,61 @@ def _check_tls(config: Config) -> None:
                          f"from {files}: {reason}") from None
 
 
-def _first_build(path: Path, load: Loader) -> Sequence[type[Walker]]:
+def _first_build(path: Path, load: Loader) -> Sequence[Target]:
     if not path.is_file():
         raise ServeError(f"error: {path}: no such file")
     return load(path)  # raises BuildFailed, which the CLI shows
 
 
-def _build_app(path: Path, config: Config, walkers: Sequence[type[Walker]],
+def _build_app(path: Path, config: Config, walkers: Sequence[Target],
                environ: Mapping[str, str]) -> JaccApp:
     try:
         secret = resolve_secret(config.auth.secret, config.state_dir, environ)
         tokens = TokenService(secret, ttl_seconds=config.auth.token_ttl_seconds)
-        accounts = AccountStore(config.auth.database)
     except (ValueError, OSError) as error:
         raise ServeError(f"error: {error}") from None
+    accounts = open_account_store(config.auth.database)
     return JaccApp(
         walkers, tokens=tokens, config=config, accounts=accounts,
-        title=path.stem,
+        backplane=make_backplane(config), title=path.stem,
     )
+
+
+def _serve_workers(path: Path, config: Config, walkers: Sequence[Target],
+                   environ: Mapping[str, str]) -> None:
+    """Bind once, then fork the workers (workers.py), each serving the walkers built here."""
+    limits = _socket_limits(config)
+    open_account_store(config.auth.database).close()  # reachable, and its schema made, once
+    sock = _bind(config)
+    _banner(path, config, _table(bind(target) for target in targets_of(walkers)))
+
+    def serve_one(sock: object) -> None:
+        try:
+            app = _build_app(path, config, walkers, environ)
+        except ServeError as error:
+            logger.error("%s", error)
+            raise SystemExit(STARTUP_FAILURE) from None  # the parent stops every worker
+        try:
+            with _signals_handled():
+                _Server(_uvicorn_config(app, config, limits), app).run(sockets=[sock])
+        finally:
+            app.accounts.close()
+
+    # GET /metrics answered by any worker counts them all (metrics.py).
+    shared = shared_across_workers() if config.server.metrics else contextlib.nullcontext()
+    with shared:
+        status = Supervisor(config.server.workers, serve_one, sock, exited=worker_exited).run()
+    if status:
+        raise ServeError("error: the workers could not start (see the log above)")
+
+
+def _bind(config: Config):
+    try:
+        return uvicorn.Config(None, host=config.server.host, port=config.server.port,
+                              log_config=None).bind_socket()
+    except SystemExit:  # uvicorn logged why (a port in use)
+        raise ServeError(f"error: cannot serve on {config.server.host}:"
+                         f"{config.server.port}") from None
 
 
 def _run(server: uvicorn.Server) -> None:
@@ -225,24 +285,47 @@ def _say(config: Config, line: str) -> None:
         print(line, flush=True)
 
 
-def _log_banner(app_path: Path, config: Config, app: JaccApp) -> None:
+def _banner(app_path: Path, config: Config, table: list[tuple[str, ...]]) -> None:
+    if config.server.log_format == "json":
+        _log_banner(app_path, config, table)  # stdout, too, is JSON lines only
+    else:
+        _print_banner(app_path, config, table)
+
+
+def _log_banner(app_path: Path, config: Config,
+                table: list[tuple[str, ...]]) -> None:
     """The banner as one log line, its table as the line's `walkers` (docs/operations.md#logs)."""
-    names = ("walker", "route", "protocol", "public", "broadcast")
-    walkers = [dict(zip(names, row)) for row in walker_table(app)]
+    names = ("walker", "route", "protocol", "public", "broadcast", "stream")
+    walkers = [dict(zip(names, row)) for row in table]
     logger.info("%s", _serving(app_path, config), extra={"walkers": walkers})
+    if config.server.workers > 1 or uses_redis(config):
+        logger.info("%s", _scale_line(config))
 
 
-def _print_banner(app_path: Path, config: Config, app: JaccApp, out: TextIO | None = None) -> None:
+def _print_banner(app_path: Path, config: Config, table: list[tuple[str, ...]],
+                  out: TextIO | None = None) -> None:
     out = out or sys.stdout
     print(_serving(app_path, config), file=out)
-    rows = [("walker", "route", "protocol", "public", "broadcast"), *walker_table(app)]
+    if config.server.workers > 1 or uses_redis(config):
+        print(f"  {_scale_line(config)}", file=out)
+    rows = [("name", "route", "protocol", "public", "broadcast", "stream"), *table]
     if len(rows) == 1:
-        print("  (no walkers)", file=out)
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+        print("  (no walkers or functions)", file=out)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip(),
               file=out)
     out.flush()
+
+
+def _scale_line(config: Config) -> str:
+    websocket = config.websocket
+    workers = config.server.workers
+    processes = f"{workers} workers" if workers > 1 else "1 worker"
+    if not uses_redis(config):
+        return f"{processes}, memory backplane"
+    return (f"{processes}, Redis backplane {redacted_url(websocket.backplane)} "
+            f"(keys {websocket.backplane_namespace}:*)")
 
 
 def _socket_limits(config: Config) -> SocketLimits:

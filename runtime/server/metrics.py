@@ -54,6 +54,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client import values as prometheus_values
 
 from .accounts import InvalidCredentials
 from .protocol import CLOSE_MEANINGS, UNAUTHORIZED
@@ -490,11 +491,12 @@ def multiprocess_dir() -> str | None:
 def shared_across_workers(environ: Any = os.environ) -> Iterator[Path]:
     """In the parent of several workers: record the metrics in files every worker shares.
 
-    Call it before the workers start, and keep it open while they run. The workers
-    must start as fresh interpreters (uvicorn's `--workers` spawns them), since
-    prometheus_client picks its mode when it is first imported. Uses the folder in
-    `PROMETHEUS_MULTIPROC_DIR` if the operator set one, emptied of an earlier run's
-    files; otherwise a temporary folder, removed at the end.
+    Call it before the workers start, and keep it open while they run. Uses the
+    folder in `PROMETHEUS_MULTIPROC_DIR` if the operator set one, emptied of an
+    earlier run's files; otherwise a temporary folder, removed at the end.
+    prometheus_client picks its mode when it is first imported, which in jacc's
+    parent is before the folder is known, and the workers are forked from it
+    (workers.py): so it is made to pick again here, for every metric made after.
     """
     given = environ.get(MULTIPROC_ENV)
     if given:
@@ -502,15 +504,27 @@ def shared_across_workers(environ: Any = os.environ) -> Iterator[Path]:
         folder.mkdir(parents=True, exist_ok=True)
         for stale in folder.glob("*.db"):  # counts of an earlier run would add up
             stale.unlink()
-        yield folder
+        with _values_picked_again():
+            yield folder
         return
     folder = Path(tempfile.mkdtemp(prefix="jacc-metrics-"))
     environ[MULTIPROC_ENV] = str(folder)
     try:
-        yield folder
+        with _values_picked_again():
+            yield folder
     finally:
         environ.pop(MULTIPROC_ENV, None)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _values_picked_again() -> Iterator[None]:
+    previous = prometheus_values.ValueClass
+    prometheus_values.ValueClass = prometheus_values.get_value_class()
+    try:
+        yield
+    finally:
+        prometheus_values.ValueClass = previous
 
 
 def worker_exited(pid: int) -> None:

@@ -1,10 +1,12 @@
 """The OpenAPI 3.1 document of an app's HTTP routes (docs/protocol.md, "Routes").
 
-WebSocket walkers are not in it: OpenAPI has no way to describe them, and
-Jac Scale leaves them out too. Each HTTP walker's request body is an object
-whose properties are its fields, each with the JSON Schema of its declared
-type, taken from the type model that also checks the fields
-(`fieldtypes.py`, docs/protocol.md "Declared types").
+WebSocket walkers and functions are not in it: OpenAPI has no way to describe
+them, and Jac Scale leaves them out too. Each HTTP walker's (or served
+function's) request body is an object whose properties are its fields (a
+function's parameters), each with the JSON Schema of its declared type, taken
+from the type model that also checks the fields (`fieldtypes.py`, docs/protocol.md
+"Declared types"). A function's answer carries its result, whose schema comes
+from its return annotation by the same model.
 """
 
 from __future__ import annotations
@@ -52,15 +54,17 @@ def _walker_operation(binding: WalkerBinding, method: str) -> dict:
     required = [f.name for f in spec.fields if f.required]
     if required:
         body["required"] = required
+    function = binding.kind == "function"
     operation: dict = {
-        "operationId": f"walker_{spec.name}",
-        "summary": f"Run walker {spec.name}",
-        "tags": ["walkers"],
+        "operationId": f"{binding.kind}_{spec.name}",
+        "summary": f"Call function {spec.name}" if function else f"Run walker {spec.name}",
+        "tags": ["functions" if function else "walkers"],
         "responses": {
-            "200": _json("The walker's reports", {"$ref": "#/components/schemas/Reports"}),
+            "200": _json("The function's result", _result_schema(spec.returns)) if function
+            else _json("The walker's reports", {"$ref": "#/components/schemas/Reports"}),
             "400": _json("Not a JSON object", _ERROR),
             "422": _json("Unknown, missing or mistyped fields", _ERROR),
-            "500": _json("The walker raised", _ERROR),
+            "500": _json(f"The {binding.kind} raised", _ERROR),
         },
     }
     description = _doc(binding.cls)
@@ -128,6 +132,19 @@ _REPORTS_SCHEMA = {
         },
     },
 }
+
+
+def _result_schema(returns: str) -> dict:
+    # `{"ok":true,"data":{"result":VALUE}}`; VALUE's schema from the return annotation.
+    result = declared_type(returns).json_schema() if returns else {}
+    return {
+        "type": "object",
+        "required": ["ok", "data"],
+        "properties": {
+            "ok": {"const": True},
+            "data": {"type": "object", "required": ["result"], "properties": {"result": result}},
+        },
+    }
 
 
 def _ok(data: dict) -> dict:

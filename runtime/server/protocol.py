@@ -37,6 +37,8 @@ RATE_LIMITED = "RATE_LIMITED"
 CAPACITY = "CAPACITY"
 EXECUTION_ERROR = "EXECUTION_ERROR"
 EXECUTION_TIMEOUT = "EXECUTION_TIMEOUT"
+# A stream that failed part way: the `error` of its `done` frame (docs/protocol.md, "Streams").
+STREAM_ERROR = "STREAM_ERROR"
 SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
 INTERNAL_ERROR = "INTERNAL_ERROR"
 # HTTP only: an unknown route or walker, or a method the route does not serve.
@@ -93,6 +95,7 @@ HTTP_STATUS = {
     CAPACITY: 503,
     EXECUTION_ERROR: 500,
     EXECUTION_TIMEOUT: 504,
+    STREAM_ERROR: 500,  # never over HTTP: streams are WebSocket only
     SERVICE_UNAVAILABLE: 503,
     INTERNAL_ERROR: 500,
 }
@@ -157,12 +160,13 @@ def _refuse(value: object) -> Any:
 # --- frames out --------------------------------------------------------------------
 
 
-def encode(value: object) -> str:
+def encode(value: object, what: str = "a report") -> str:
     """Compact JSON text; raises ProtocolError(INTERNAL_ERROR) for what JSON cannot hold.
 
     The text is also checked to be Unicode that UTF-8 can carry: a lone surrogate
     in a str would otherwise fail only when the socket layer encodes the frame,
     dropping the connection (or, for a broadcast, every member's) with no word.
+    `what` names the value in the message: "a report", "the result", "a chunk".
     """
     try:
         text = _encode(value)
@@ -170,16 +174,16 @@ def encode(value: object) -> str:
             text.encode("utf-8")  # C speed; only non-ASCII frames pay it
         return text
     except UnicodeEncodeError:
-        message = "a report holds text that is not valid Unicode (a lone surrogate)"
+        message = f"{what} holds text that is not valid Unicode (a lone surrogate)"
     except _Unserialisable as error:
-        message = f"a report holds a value of type `{error}`, which cannot be sent as JSON"
+        message = f"{what} holds a value of type `{error}`, which cannot be sent as JSON"
     except ValueError as error:
         # Circular references and NaN/Infinity; the encoder's text names neither object.
-        message = f"a report cannot be sent as JSON: {error}"
+        message = f"{what} cannot be sent as JSON: {error}"
     except TypeError:
-        message = "a report holds a dict whose keys are not strings, numbers, booleans or null"
+        message = f"{what} holds a dict whose keys are not strings, numbers, booleans or null"
     except RecursionError:
-        message = "a report is nested too deeply to be sent as JSON"
+        message = f"{what} is nested too deeply to be sent as JSON"
     raise ProtocolError(INTERNAL_ERROR, message)
 
 
@@ -376,14 +380,18 @@ class WalkerBinding:
     name for each frame and runs the newest code.
     """
 
-    __slots__ = ("cls", "spec", "name", "controls", "max_keys", "_checks", "_normalisers",
-                 "_required", "_required_set", "_types")
+    __slots__ = ("cls", "spec", "name", "kind", "controls", "max_keys", "_checks",
+                 "_normalisers", "_required", "_required_set", "_types")
+
+    # A served function is bound the same way (functions.FunctionBinding): its spec has
+    # `fields` too, made from its parameters.
 
     def __init__(self, cls: type[Walker]) -> None:
         spec = cls.__jacc_spec__
         self.cls = cls
         self.spec = spec
         self.name = spec.name
+        self.kind = spec.kind  # `walker` or `function`: which routes serve it
         # A walker with a `type` field owns that key: no control frames there.
         self.controls = "type" not in spec.field_names
         self._checks = {f.name: declared_type(f.type).check for f in spec.fields}
@@ -510,29 +518,33 @@ async def run_walker(
             reports, error = await threads.run(binding.cls, fields)
     except BaseException as raised:  # a failure of any kind is the walker's own
         reports, error = None, raised
-    if _cancel_requested():
+    if cancel_requested():
         raise error if isinstance(error, asyncio.CancelledError) else asyncio.CancelledError()
     if error is not None:
         raise execution_error(binding.name, error, dev) from None
     return reports
 
 
-def _cancel_requested() -> bool:
+def cancel_requested() -> bool:
     # Only the canceller's cancel() counts here (Task.cancelling, Python 3.11): a
     # CancelledError the walker raised by itself leaves the count at zero.
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
 
 
-def execution_error(walker: str, error: BaseException, dev: bool = False) -> ProtocolError:
-    """Log `error` with its traceback and turn it into the EXECUTION_ERROR to answer with."""
+def execution_error(walker: str, error: BaseException, dev: bool = False, *,
+                    kind: str = "walker", code: str = EXECUTION_ERROR) -> ProtocolError:
+    """Log `error` with its traceback and turn it into the EXECUTION_ERROR to answer with.
+
+    `kind` names what raised in the log (`walker`, `function`); `code` is STREAM_ERROR
+    for a stream that failed part way."""
     frames = jac_frames(error.__traceback__)
     where = f" at {frames[-1]['file']}:{frames[-1]['line']}" if frames else ""
-    logger.error("walker %s raised %s%s", walker, type(error).__name__, where, exc_info=error)
+    logger.error("%s %s raised %s%s", kind, walker, type(error).__name__, where, exc_info=error)
     message = describe_exception(error)
     if dev and frames:
-        return ProtocolError(EXECUTION_ERROR, message, line=frames[-1]["line"], details=frames)
-    return ProtocolError(EXECUTION_ERROR, message)
+        return ProtocolError(code, message, line=frames[-1]["line"], details=frames)
+    return ProtocolError(code, message)
 
 
 def jac_frames(tb: TracebackType | None) -> list[dict]:

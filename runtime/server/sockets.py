@@ -13,8 +13,10 @@ uvicorn with the two protocol classes of this module instead:
   `handshake_timeout_seconds` (408, or nothing if it sent nothing).
 - `WebSocketProtocol` (uvicorn's websockets sans-I/O protocol) sends the answer
   of a handshake its parser refused (414, 431, 400), closes a text frame that
-  is not UTF-8 with 1007 in one log line, and stops logging an ERROR after an
-  upgrade the app refused on purpose (404, 403).
+  is not UTF-8 with 1007 in one log line, stops logging an ERROR after an
+  upgrade the app refused on purpose (404, 403), and offers the app a way to keep
+  at most `_UNSENT_BYTES` of a socket's output unsent in the kernel (the scope
+  extension `LIMIT_UNSENT`, which a stream uses: `_limit_unsent`).
 
 Costs: one timer per connection while a request is incomplete, one integer
 addition per chunk read while a request head is incomplete; nothing once a
@@ -28,6 +30,7 @@ import asyncio
 import functools
 import http
 import logging
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,8 +52,12 @@ from .protocol import (
 
 logger = logging.getLogger("jacc.sockets")
 
-__all__ = ["HttpProtocol", "SocketLimits", "WebSocketProtocol", "fit_open_files",
-           "protocol_classes"]
+__all__ = ["LIMIT_UNSENT", "HttpProtocol", "SocketLimits", "WebSocketProtocol",
+           "fit_open_files", "protocol_classes"]
+
+# The ASGI scope extension of a WebSocket: a callable, no arguments, that limits
+# what the kernel holds unsent for this socket (`_limit_unsent`).
+LIMIT_UNSENT = "jacc.limit_unsent"
 
 # File descriptors kept for what is not a client socket: the listening socket,
 # the event loop, logs, the account store, the dev-mode watcher, threads.
@@ -60,6 +67,8 @@ _SPARE_FILES = 64
 # reset, and a client that is still writing its request may then never read why.
 _LINGER_SECONDS = 1.0
 _LINGER_BYTES = 65536
+# What a WebSocket may hold in the kernel, written but not yet sent (`_limit_unsent`).
+_UNSENT_BYTES = 131072
 
 
 @dataclass(frozen=True)
@@ -265,6 +274,12 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         # for every socket at INFO, after uvicorn's own line: keep its warnings only.
         self.conn.logger = logging.getLogger("jacc.sockets.websockets")
 
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)  # none for a handshake refused by the parser
+        if scope is not None:
+            scope["extensions"][LIMIT_UNSENT] = functools.partial(_limit_unsent, self.transport)
+
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
         if (not self.handshake_initiated and self.conn.handshake_exc is not None
@@ -296,6 +311,25 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             self.handle_parser_exception()  # tells the app, sends the close, drops the socket
             return
         super().send_receive_event_to_app()
+
+
+def _limit_unsent(transport: Any) -> None:
+    """Let the kernel hold at most `_UNSENT_BYTES` of a WebSocket's output unsent.
+
+    Without it Linux grows a socket's send buffer to megabytes and reports it
+    writable again only once a third of that has gone: a client that reads a
+    stream slowly but steadily (250 KB/s) then sees one send wait longer than
+    `send_timeout_seconds` and is closed with 4408. With the limit, a stream's
+    chunks go out at the reader's pace, so `send_timeout_seconds` measures the
+    reader. A stream asks for it (ws/streams.py); other sockets keep the kernel's
+    buffering, which absorbs a client that pipelines megabytes before it reads
+    (docs/protocol.md, "Streams")."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and hasattr(socket, "TCP_NOTSENT_LOWAT"):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, _UNSENT_BYTES)
+        except OSError:  # not TCP (a Unix socket): nothing to limit
+            pass
 
 
 def _is_utf8(frames: list[bytes]) -> bool:

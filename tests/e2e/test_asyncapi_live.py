@@ -1,7 +1,8 @@
-"""Each walker's AsyncAPI request schema accepts exactly the frames a live server runs.
+"""Each walker's (and function's) AsyncAPI request schema accepts exactly the frames a live
+server runs.
 
 Hypothesis generates frames for the walkers of apps/types.jac (every declared type the
-server checks); each goes to `jacc serve` over a real WebSocket, and the answer
+server checks) and its WebSocket function `params`; each goes to `jacc serve` over a real WebSocket, and the answer
 (INVALID_PAYLOAD or not) must match what `jsonschema` says of the frame against the
 schema in the server's own /asyncapi.json.
 
@@ -24,7 +25,7 @@ from websockets.sync.client import connect
 
 pytestmark = pytest.mark.slow  # property runs, left out of `make test-fast`
 
-WALKERS = ["Scalars", "Containers", "Unions", "Spellings"]
+WALKERS = ["Scalars", "Containers", "Unions", "Spellings", "params"]
 
 _floats = st.floats(allow_nan=False, allow_infinity=False)
 _scalars = st.one_of(st.none(), st.booleans(), st.integers(), _floats, st.text(max_size=8))
@@ -105,7 +106,7 @@ def test_schema_accepts_exactly_what_the_server_runs(server, document, walker: s
     # AsyncAPI's Schema Object is a superset of JSON Schema draft 7.
     validator = jsonschema.Draft7Validator(schema)
     outcomes = {True: 0, False: 0}
-    with connect(server.ws(f"/ws/walker/{walker}")) as ws:
+    with connect(server.ws(document["channels"][walker]["address"])) as ws:
 
         @settings(max_examples=400, deadline=None, derandomize=True,
                   suppress_health_check=[HealthCheck.too_slow])

@@ -327,3 +327,68 @@ def test_jaccjs_refreshes_the_token_before_it_expires(browser, tmp_path) -> None
     finally:
         pages.context.close()
         server.stop(signal.SIGTERM)
+
+
+# --- functions and streams (samples/typewriter.jac) ------------------------------------------
+
+TYPEWRITER = (REPO / "samples" / "typewriter.jac").read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def typewriter_app(tmp_path_factory) -> JaccServer:
+    running = start_server(tmp_path_factory.mktemp("typewriter"), TYPEWRITER)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def typewriter_pages(browser, typewriter_app):
+    opened = Pages(browser, typewriter_app.http)
+    yield opened
+    opened.context.close()
+    assert opened.foreign_requests() == []
+
+
+def test_console_lists_functions_and_shows_a_stream_chunk_by_chunk(typewriter_pages: Pages) -> None:
+    page = _console(typewriter_pages, "type_out")
+    names = page.eval_on_selector_all("[data-walker]", "nodes => nodes.map(n => n.dataset.walker)")
+    assert names == ["type_out", "countdown", "Assistant"]  # word_count is served over HTTP
+    badges = page.inner_text("[data-walker=type_out]")
+    assert "function" in badges and "stream" in badges
+    assert "/ws/function/type_out" in page.inner_text("#walker-route")
+    page.fill("#field-text", "one two three")
+    page.fill("#field-delay", "0.05")
+    page.click("#send")
+    page.wait_for_selector("#log code:has-text('\"type\":\"done\"')")
+    chunks = page.eval_on_selector_all(
+        "#log .entry-in code", "nodes => nodes.map(n => JSON.parse(n.textContent))")
+    assert [c["data"]["word"] for c in chunks if c.get("type") == "chunk"] == ["one", "two",
+                                                                                "three"]
+    assert chunks[-1] == {"ok": True, "type": "done"}
+    assert "for await" in page.text_content("#snippet")  # the snippet streams too
+    assert page.inner_text("#form-error") == ""
+    assert typewriter_pages.errors == []
+
+
+def test_jaccjs_streams_a_function_and_a_walker(typewriter_pages: Pages) -> None:
+    page = _test_page(typewriter_pages)
+    result = page.evaluate("""async () => {
+        const words = [];
+        const typer = await jacc.connect("type_out");
+        for await (const chunk of typer.stream({ text: "a b c", delay: 0.01 })) words.push(chunk.word);
+        const numbers = [];
+        const countdown = await jacc.connect("countdown");
+        for await (const n of countdown.stream({ start: 3 })) numbers.push(n);
+        const done = await countdown.send({ start: 1 });  // send() on a stream: its done frame
+        const statuses = [];
+        const assistant = await jacc.connect("Assistant");
+        for await (const r of assistant.stream({ question: "streams?", delay: 0.01 })) statuses.push(r.status);
+        for (const c of [typer, countdown, assistant]) c.close();
+        return { words, numbers, done, statuses };
+    }""")
+    assert result["words"] == ["a", "b", "c"]
+    assert result["numbers"] == [3, 2, 1, "liftoff"]
+    assert result["done"] == {"ok": True, "type": "done"}
+    statuses = result["statuses"]
+    assert statuses[0] == "thinking" and statuses[-1] == "done" and "typing" in statuses
+    assert typewriter_pages.errors == []

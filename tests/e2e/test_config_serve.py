@@ -178,9 +178,26 @@ def test_a_missing_config_file(tmp_path):
     assert_one_line_naming(result, "nowhere.toml")
 
 
-def test_a_backplane_setting_is_refused_in_one_line_until_it_is_supported(tmp_path):
-    env = server_env(JACC_WEBSOCKET_BACKPLANE="redis://127.0.0.1:1/0")
+def test_an_unreachable_postgresql_exits_1_in_one_line_naming_it(tmp_path):
+    env = server_env(JACC_AUTH_DATABASE=f"postgresql://jacc:hunter2@127.0.0.1:{free_port()}/x")
+    result = serve_once(tmp_path, "--port", str(free_port()), env=env)
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("error: cannot reach PostgreSQL at postgresql://jacc:***@")
+    assert "hunter2" not in result.stderr and "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_an_unreachable_redis_exits_1_in_one_line_naming_it(tmp_path):
+    env = server_env(JACC_WEBSOCKET_BACKPLANE=f"redis://:hunter2@127.0.0.1:{free_port()}/0")
     started = time.monotonic()
     result = serve_once(tmp_path, "--port", str(free_port()), env=env)
-    assert_one_line_naming(result, "websocket.backplane")
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot reach Redis at redis://:***@")
+    assert "hunter2" not in result.stderr and "Traceback" not in result.stderr
+    assert result.stdout == ""  # nothing was served
     assert time.monotonic() - started < 30
+
+

@@ -211,7 +211,7 @@ def test_the_log_is_json_lines_with_the_connection_id_and_close_code(server):
     banner = json.loads(server.log().splitlines()[0])
     assert banner["event"].startswith("jacc serving app.jac at http://127.0.0.1:")
     assert {"walker": "SecureChat", "route": "/ws/SecureChat", "protocol": "websocket",
-            "public": "no", "broadcast": "no"} in banner["walkers"]
+            "public": "no", "broadcast": "no", "stream": "no"} in banner["walkers"]
     out = (server.folder / "stdout.txt").read_text().splitlines()
     assert out and all(json.loads(line)["logger"] == "uvicorn.access" for line in out)
 

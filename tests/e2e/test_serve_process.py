@@ -17,13 +17,14 @@ def test_banner_names_the_url_and_every_walker(server):
     output = server.output()
     assert f"http://127.0.0.1:{server.port}" in output
     lines = output.splitlines()
-    header = next(line for line in lines if "walker" in line and "broadcast" in line)
-    assert header.split() == ["walker", "route", "protocol", "public", "broadcast"]
+    header = next(line for line in lines if "route" in line and "broadcast" in line)
+    assert header.split() == ["name", "route", "protocol", "public", "broadcast", "stream"]
     rows = {line.split()[0]: line.split() for line in lines if line.startswith("  ")}
-    assert rows["EchoMessage"] == ["EchoMessage", "/ws/EchoMessage", "websocket", "yes", "no"]
-    assert rows["SecureChat"] == ["SecureChat", "/ws/SecureChat", "websocket", "no", "no"]
-    assert rows["TeamChat"] == ["TeamChat", "/ws/TeamChat", "websocket", "no", "yes"]
-    assert rows["Add"] == ["Add", "POST", "/walker/Add", "http", "yes", "no"]
+    assert rows["EchoMessage"] == ["EchoMessage", "/ws/EchoMessage", "websocket", "yes", "no",
+                                   "no"]
+    assert rows["SecureChat"] == ["SecureChat", "/ws/SecureChat", "websocket", "no", "no", "no"]
+    assert rows["TeamChat"] == ["TeamChat", "/ws/TeamChat", "websocket", "no", "yes", "no"]
+    assert rows["Add"] == ["Add", "POST", "/walker/Add", "http", "yes", "no", "no"]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -83,12 +84,26 @@ def test_a_missing_app_exits_1(tmp_path):
     assert result.returncode == 1 and "no such file" in result.stderr
 
 
-def test_workers_are_not_an_option_until_scale_out(tmp_path):
-    # The config promises nothing that is not implemented (docs/configuration.md).
-    result = serve_once(tmp_path, app_source("seed"), "--workers", "2")
+SECRET_FOR_REFUSALS = "refusals-" + "0123456789abcdef" * 3
+
+
+@pytest.mark.parametrize(("args", "env", "says"), [
+    (("--workers", "2"), {}, "--workers 2 with the memory backplane would split the "
+                             "broadcasts of ChatRoom, TeamChat"),
+    (("--workers", "2", "--dev"), {}, "--dev reloads one process"),
+    ((), {"JACC_WEBSOCKET_BACKPLANE": "redis://127.0.0.1:6379/0"},
+     "a Redis backplane needs an explicit JWT secret"),
+], ids=["memory-broadcast", "dev", "no-secret"])
+def test_scale_out_refusals_say_why_in_one_line(tmp_path, args, env, says):
+    (tmp_path / "app.jac").write_text(app_source("seed"))
+    result = subprocess.run(
+        [sys.executable, "-m", "jacc", "serve", "app.jac", "--port", str(free_port()), *args],
+        cwd=tmp_path, env=server_env(secret=None if env else SECRET_FOR_REFUSALS, **env),
+        capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
-    assert "unrecognized arguments: --workers" in result.stderr
-    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0], result.stderr
+    assert result.stdout == ""
 
 
 def test_a_port_in_use_exits_1(server, tmp_path):

@@ -1,5 +1,6 @@
-// The jacc console (docs/client.md): lists the walkers of /asyncapi.json, builds a form for
-// each, and talks to them with jacc.js, logging every frame. No build step, no dependency,
+// The jacc console (docs/client.md): lists the walkers and functions of /asyncapi.json,
+// builds a form for each, and talks to them with jacc.js, logging every frame (a stream's
+// chunks as they arrive). No build step, no dependency,
 // nothing fetched from any origin but this one.
 
 import { connect } from "./jacc.js";
@@ -32,7 +33,7 @@ async function start() {
   const names = Object.keys(state.doc.channels);
   const wanted = decodeURIComponent(location.hash.slice(1));
   if (names.length) select(names.includes(wanted) ? wanted : names[0]);
-  else $("walker-name").textContent = "No walkers";
+  else $("walker-name").textContent = "No walkers or functions";
   wireControls();
 }
 
@@ -81,7 +82,9 @@ function renderWalkerList() {
 function badges(channel) {
   const span = element("span", { class: "badges" });
   span.append(badge(channel["x-jacc-public"] ? "public" : "private"));
+  if (channel["x-jacc-kind"] === "function") span.append(" ", badge("function"));
   if (channel["x-jacc-broadcast"]) span.append(" ", badge("broadcast"));
+  if (channel["x-jacc-stream"]) span.append(" ", badge("stream"));
   return span;
 }
 
@@ -224,7 +227,12 @@ async function sendForm() {
   }
   try {
     const walker = await ensureConnection(name);
-    await walker.send(payload);
+    if (state.doc.channels[name]["x-jacc-stream"]) {
+      // Each chunk is logged as it arrives (the "frame" listener); the loop ends at `done`.
+      for await (const _chunk of walker.stream(payload));
+    } else {
+      await walker.send(payload);
+    }
   } catch (error) {
     showSendError(error);
   }
@@ -250,7 +258,13 @@ async function ensureConnection(name) {
   const channel = state.doc.channels[name];
   const token = channel["x-jacc-public"] ? null : state.token;
   logEvent(name, `connecting to ${channel.address}${token ? " with the token of " + state.user : ""}`);
-  const pending = connect(name, { token, broadcast: Boolean(channel["x-jacc-broadcast"]), controls: Boolean(channel.messages.ping) });
+  const pending = connect(name, {
+    token,
+    broadcast: Boolean(channel["x-jacc-broadcast"]),
+    controls: Boolean(channel.messages.ping),
+    stream: Boolean(channel["x-jacc-stream"]),
+    path: channel.address,
+  });
   state.connections.set(name, { state: "connecting", pending });
   renderStatus();
   try {
@@ -395,13 +409,15 @@ function renderSnippet() {
 function jsSnippet(name, channel, payload, token) {
   const options = { url: location.origin };
   if (token) options.token = token;
+  const call = channel["x-jacc-stream"]
+    ? [`for await (const chunk of walker.stream(${JSON.stringify(payload)})) console.log(chunk);`]
+    : [`const reply = await walker.send(${JSON.stringify(payload)});`, "console.log(reply);"];
   return [
     `import { connect } from "${location.origin}/__jacc/jacc.js";`,
     "",
     `const walker = await connect(${JSON.stringify(name)}, ${JSON.stringify(options)});`,
     `walker.on("frame", (frame) => console.log(frame));`,
-    `const reply = await walker.send(${JSON.stringify(payload)});`,
-    "console.log(reply);",
+    ...call,
     "walker.close();",
   ].join("\n");
 }
@@ -422,7 +438,11 @@ function pythonSnippet(name, channel, payload, token) {
     "async def main() -> None:",
     `    async with websockets.connect(${JSON.stringify(wsUrl(channel, token))}) as ws:`,
     `        await ws.send(json.dumps(${pythonLiteral(payload)}))`,
-    "        print(json.loads(await ws.recv()))",
+    ...(channel["x-jacc-stream"]
+      ? ["        while (frame := json.loads(await ws.recv())).get(\"type\") != \"done\":",
+         "            print(frame[\"data\"])",
+         "        print(frame)"]
+      : ["        print(json.loads(await ws.recv()))"]),
     "",
     "",
     "asyncio.run(main())",

@@ -1,11 +1,12 @@
-// jacc.js: a WebSocket client for the walkers of a `jacc serve` app (docs/client.md).
-// An ES module with no dependencies, served at /__jacc/jacc.js.
+// jacc.js: a WebSocket client for the walkers and functions of a `jacc serve` app
+// (docs/client.md). An ES module with no dependencies, served at /__jacc/jacc.js.
 //
 //   import { connect } from "/__jacc/jacc.js";
 //   const chat = await connect("ChatRoom", { token, url });
 //   chat.on("frame", (frame) => ...);
 //   const reply = await chat.send({ message: "hi" });
-//   for await (const chunk of chat.stream({ count: 3 })) ...
+//   const words = await connect("words");          // a WebSocket function: /ws/function/words
+//   for await (const chunk of words.stream({ text: "a b c" })) ...
 //   chat.close();
 //
 // How a reply is told from a broadcast, reconnection and resume, and token refresh
@@ -35,11 +36,12 @@ export class JaccError extends Error {
 }
 
 /**
- * Open a connection to the WebSocket walker `walker`; resolves once it is open.
+ * Open a connection to the WebSocket walker or function `walker`; resolves once it is open.
  *
  * options: token, getToken (async () => token, for refresh and reconnects), url (the
- * server's origin; defaults to the page's), broadcast and controls (what /asyncapi.json
- * says, when the page cannot read it), initialDelay, maxDelay.
+ * server's origin; defaults to the page's), broadcast, controls and path (what
+ * /asyncapi.json says, when the page cannot read it: `path` is the channel's address,
+ * `/ws/function/NAME` for a function), initialDelay, maxDelay.
  */
 export async function connect(walker, options = {}) {
   const connection = new WalkerConnection(walker, options);
@@ -78,7 +80,9 @@ class WalkerConnection {
     });
   }
 
-  /** Run a streaming walker or function: yields each chunk's `data` until `done` (SPEC §13). */
+  /** Run a streaming walker or function: yields each chunk's `data` until `done` (docs/protocol.md, "Streams").
+   * On a target that does not stream it yields the one answer: a function's result, or a
+   * walker's reports one by one. */
   stream(fields) {
     const entry = { kind: "stream", frame: fields, queue: [], wake: null, ended: false, error: null };
     entry.resolve = () => {};
@@ -137,12 +141,14 @@ class WalkerConnection {
     const query = new URLSearchParams();
     if (this.token) query.set("token", this.token);
     if (this.info.broadcast) {
-      // Harmless where the server has no offsets yet: it ignores both, and no offset arrives.
+      // Offsets on every broadcast, and a replay of what was missed since the last one (docs/client.md).
       query.set("offsets", "1");
       if (this.lastOffset !== null) query.set("since", this.lastOffset);
     }
     const text = query.toString();
-    return `${wsBase(this.base)}/ws/walker/${encodeURIComponent(this.walker)}${text ? "?" + text : ""}`;
+    // The channel's own address: /ws/walker/NAME for a walker, /ws/function/NAME for a function.
+    const path = this.info.address || `/ws/walker/${encodeURIComponent(this.walker)}`;
+    return `${wsBase(this.base)}${path}${text ? "?" + text : ""}`;
   }
 
   _closed(code, reason) {
@@ -273,6 +279,9 @@ class WalkerConnection {
       entry.reject(new JaccError(frame.error.code, frame.error.message, frame));
     } else if (entry.kind === "stream") {
       this._streamEnd(entry, frame);
+    } else if (frame.type === "done" && frame.ok === false) {
+      // send() on a stream: it ends with the done frame, which may carry why it failed.
+      entry.reject(new JaccError(frame.error.code, frame.error.message, frame));
     } else {
       entry.resolve(frame);
     }
@@ -315,8 +324,11 @@ class WalkerConnection {
       const failed = frame.ok === false && frame.error;
       return endStream(entry, failed ? new JaccError(failed.code, failed.message, frame) : null);
     }
-    // A walker that does not stream answers once: its reports are the chunks.
-    for (const report of (frame.data && frame.data.reports) || []) pushChunk(entry, report);
+    // A target that does not stream answers once: a function's result is the one chunk,
+    // a walker's reports are the chunks.
+    const data = frame.data || {};
+    if ("result" in data) pushChunk(entry, data.result);
+    else for (const report of data.reports || []) pushChunk(entry, report);
     endStream(entry, null);
   }
 
@@ -402,9 +414,12 @@ async function* streamIterator(entry) {
 
 const documents = new Map(); // origin → Promise of its /asyncapi.json, fetched once
 
-/** broadcast, public and controls (whether ping/refresh frames exist) of `walker`. */
+/** broadcast, public, controls (whether ping/refresh frames exist), stream and address of `walker`. */
 async function describe(base, walker, options) {
-  const given = { broadcast: options.broadcast, public: options.public, controls: options.controls };
+  const given = {
+    broadcast: options.broadcast, public: options.public, controls: options.controls,
+    stream: options.stream, address: options.path,
+  };
   if (given.broadcast !== undefined && given.controls !== undefined) return given;
   let channel = null;
   try {
@@ -416,12 +431,17 @@ async function describe(base, walker, options) {
   }
   if (!channel) {
     // Nothing known: no fence and no control frames, which a `type` field would take as fields.
-    return { broadcast: given.broadcast ?? false, public: given.public, controls: given.controls ?? false };
+    return {
+      broadcast: given.broadcast ?? false, public: given.public, controls: given.controls ?? false,
+      stream: given.stream ?? false, address: given.address,
+    };
   }
   return {
     broadcast: given.broadcast ?? Boolean(channel["x-jacc-broadcast"]),
     public: given.public ?? Boolean(channel["x-jacc-public"]),
     controls: given.controls ?? Boolean(channel.messages && channel.messages.ping),
+    stream: given.stream ?? Boolean(channel["x-jacc-stream"]),
+    address: given.address ?? channel.address,
   };
 }
 

@@ -15,12 +15,23 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from starlette.datastructures import QueryParams
 
+from ..accounts import AccountError
 from ..auth import AuthError, Identity
-from ..protocol import CAPACITY, CLOSE_CAPACITY, CLOSE_UNAUTHORIZED, UNAUTHORIZED, ProtocolError
+from ..protocol import (
+    CAPACITY,
+    CLOSE_CAPACITY,
+    CLOSE_INTERNAL_ERROR,
+    CLOSE_UNAUTHORIZED,
+    SERVICE_UNAVAILABLE,
+    UNAUTHORIZED,
+    ProtocolError,
+)
+from .caps import ConnectionCaps
 from .connections import Connection, ConnectionRegistry
 
 if TYPE_CHECKING:
@@ -37,7 +48,9 @@ class Admission:
     Owns the connection's registration in the registry (from `open` to `close`),
     its identity, the auth-timeout timer and the token-expiry timer.
     `expires_at` is when the token runs out, on the loop's clock (`inf` for
-    none), for the session's per-frame check.
+    none), for the session's per-frame check. `caps` counts the connection
+    against the caps (this process's counts by default, every worker's with
+    Redis); `admitted` is called once the connection takes broadcasts.
     """
 
     def __init__(
@@ -49,28 +62,31 @@ class Admission:
         registry: ConnectionRegistry,
         limits: WebSocketConfig,
         loop: asyncio.AbstractEventLoop,
+        caps: ConnectionCaps | None = None,
+        admitted: Callable[[], None] | None = None,
     ) -> None:
         self.expires_at = math.inf
         self._connection = connection
         self._public = public
         self._tokens = tokens
         self._registry = registry
+        self._caps = caps or ConnectionCaps(registry, limits)
+        self._admitted = admitted
         self._limits = limits
         self._loop = loop
         self._expiry: asyncio.TimerHandle | None = None
         self._auth_timer: asyncio.TimerHandle | None = None
 
-    def open(self, query_string: bytes) -> None:
+    async def open(self, query_string: bytes) -> None:
         """Count the connection in, take its `?token=`, and start its auth timeout."""
         connection = self._connection
-        limit = self._limits.max_connections_per_walker
-        if self._registry.count(connection.walker) >= limit:
+        if not await self._caps.enter(connection):
             # Accepted all the same, so that a browser client can read why.
+            limit = self._limits.max_connections_per_walker
             self._refuse(_capacity("max_connections_per_walker", limit,
                                    f"walker `{connection.walker}`"))
             return
-        self._registry.add(connection)
-        self._authenticate_from_query(query_string)
+        await self._authenticate_from_query(query_string)
         if not connection.admitted and not connection.closing:
             self._auth_timer = self._loop.call_later(
                 self._limits.auth_timeout_seconds, self._auth_timed_out)
@@ -81,24 +97,24 @@ class Admission:
         if self._auth_timer is not None:
             self._auth_timer.cancel()
             self._auth_timer = None
-        self._registry.discard(self._connection)
+        self._caps.leave(self._connection)
 
-    def authenticate(self, token: object) -> None:
+    async def authenticate(self, token: object) -> None:
         """The first frame of a private connection that came without `?token=`."""
         try:
-            identity = self._tokens.verify(None if token is NO_TOKEN else token)
+            identity = self._verify(None if token is NO_TOKEN else token)
         except AuthError as error:
             raise _unauthorized(error, close=True) from None
-        self._identify(identity)
-        self._registry.admit(self._connection)
+        await self._identify(identity)
+        self._admit()
         if self._auth_timer is not None:
             self._auth_timer.cancel()
             self._auth_timer = None
 
-    def refresh(self, token: object) -> None:
+    async def refresh(self, token: object) -> None:
         """A `refresh` frame: take `token` instead, if it is valid and of the same user."""
         try:
-            identity = self._tokens.verify(None if token is NO_TOKEN else token)
+            identity = self._verify(None if token is NO_TOKEN else token)
         except AuthError as error:
             # The connection keeps the token it has; only that one's expiry can end it.
             raise _unauthorized(error) from None
@@ -110,7 +126,7 @@ class Admission:
                 reason="invalid",
                 close_code=CLOSE_UNAUTHORIZED,
             )
-        self._identify(identity)
+        await self._identify(identity)
 
     @staticmethod
     def unreadable_first_frame(error: ProtocolError) -> ProtocolError:
@@ -128,12 +144,15 @@ class Admission:
         """The error of a frame that arrives after `expires_at`."""
         return _unauthorized(AuthError("expired"), close=True)
 
-    def _authenticate_from_query(self, query_string: bytes) -> None:
+    async def _authenticate_from_query(self, query_string: bytes) -> None:
         token = QueryParams(query_string).get("token")
         connection = self._connection
         if token is not None:
             try:
-                identity = self._tokens.verify(token)
+                identity = self._verify(token)
+            except ProtocolError as error:  # the account store cannot answer
+                self._refuse(error)
+                return
             except AuthError as error:
                 if not self._public:
                     self._refuse(_unauthorized(error, close=True))
@@ -141,17 +160,31 @@ class Admission:
                 # A public walker serves anonymous clients: a bad token just identifies nobody.
             else:
                 try:
-                    self._identify(identity)
+                    await self._identify(identity)
                 except ProtocolError as error:
                     self._refuse(error)
                     return
         if self._public or connection.identity is not None:
-            self._registry.admit(connection)
+            self._admit()
 
-    def _identify(self, identity: Identity) -> None:
+    def _verify(self, token: object) -> Identity:
+        try:
+            return self._tokens.verify(token)
+        except AccountError as error:
+            # The account store cannot say whether the token's account exists (PostgreSQL
+            # down): neither a yes nor a no, and the client should come back later.
+            raise ProtocolError(SERVICE_UNAVAILABLE, f"cannot check the token now: "
+                                f"{error.message}", close_code=CLOSE_INTERNAL_ERROR) from None
+
+    def _admit(self) -> None:
+        self._registry.admit(self._connection)
+        if self._admitted is not None and self._connection.admitted:
+            self._admitted()
+
+    async def _identify(self, identity: Identity) -> None:
         """Take `identity` as the connection's user; CAPACITY if that user has too many."""
-        limit = self._limits.max_connections_per_user
-        if not self._registry.claim_user(self._connection, identity.user_id, limit):
+        if not await self._caps.identify(self._connection, identity.user_id):
+            limit = self._limits.max_connections_per_user
             raise _capacity("max_connections_per_user", limit, "this user")
         self._connection.identity = identity
         self._cancel_expiry()

@@ -30,10 +30,14 @@ from typing import Any, Awaitable, Callable
 
 from ..metrics import NO_WALKER_METRICS
 from ..protocol import CLOSE_ABNORMAL, CLOSE_TOO_SLOW
+from .history import with_offset
 
 logger = logging.getLogger("jacc.connections")
 
 Send = Callable[[dict], Awaitable[None]]
+# follow(frame, framed, offset): how a connection that asked for offsets, or is
+# resuming, takes a broadcast; `framed` is `frame` with its offset (resume.py).
+Follow = Callable[[str, str, str], None]
 
 # Why a connection was closed as a slow consumer: the setting it went past.
 QUEUE_FULL = "send_queue_bytes"
@@ -69,6 +73,8 @@ class Connection:
         self.walker = walker
         self.identity: Any = None
         self.admitted = False
+        # Set before admission for `?offsets=1` or `?since=`; None takes frames as they are.
+        self.follow: Follow | None = None
         # The user this connection is counted against for max_connections_per_user.
         self.counted_user: str | None = None
         self.disconnected = False
@@ -89,6 +95,7 @@ class Connection:
         self._stuck_once = False
         self._close: tuple[int, str] | None = None
         self._sender: asyncio.Task | None = None
+        self._room: asyncio.Future | None = None
 
     @property
     def closing(self) -> bool:
@@ -146,6 +153,29 @@ class Connection:
         self._queued = queued
         self._wake()
 
+    @property
+    def queue_limit(self) -> int:
+        """The outbound queue's bound, in bytes (`send_queue_bytes`)."""
+        return self._limit
+
+    async def wait_for_room(self, size: int) -> None:
+        """Until a frame of `size` bytes fits in half the outbound queue (or the queue is
+        empty), or the connection is closing.
+
+        For whoever queues many frames of its own (a resume's replay): it keeps to
+        the bound without being closed for it, and leaves the other half for the
+        connection's own answers.
+        """
+        while (self._queue and self._queued + size > self._limit // 2
+               and self._close is None):
+            if self._room is None or self._room.done():
+                self._room = self._loop.create_future()
+            await self._room
+
+    def overflowed(self) -> None:
+        """Frames held for this connection went past `send_queue_bytes`: 4408, too slow."""
+        self._too_slow(QUEUE_FULL)
+
     def close(self, code: int, reason: str = "") -> None:
         """Ask for a close: frames already queued go first, later ones are dropped."""
         if self._close is None:
@@ -167,6 +197,8 @@ class Connection:
                     frame, size = queue.popleft()
                     self._queued -= size
                     await self._send_text(frame)
+                    if self._room is not None:
+                        self._wake_room()  # a replay waits for room: let it look again
                 if self._close is not None and not queue and not self._busy:
                     break
                 self._wakeup = self._loop.create_future()
@@ -202,6 +234,13 @@ class Connection:
         wakeup = self._wakeup
         if wakeup is not None and not wakeup.done():
             wakeup.set_result(None)
+        if self._close is not None and self._room is not None:
+            self._wake_room()  # a closing connection takes nothing more: stop waiting
+
+    def _wake_room(self) -> None:
+        room, self._room = self._room, None
+        if room is not None and not room.done():
+            room.set_result(None)
 
     async def _send_text(self, frame: str) -> None:
         self._busy = True
@@ -260,6 +299,7 @@ class Connection:
             self._watchdog.cancel()
             self._watchdog = None
         self._clear()
+        self._wake_room()
 
 
 class ConnectionRegistry:
@@ -275,6 +315,9 @@ class ConnectionRegistry:
         self._open: set[Connection] = set()
         # dicts keep insertion order: delivery order is stable and easy to reason about.
         self._listeners: dict[str, dict[Connection, None]] = {}
+        # Those that take broadcasts through their `follow` (offsets, resume), apart,
+        # so that the common case stays one `enqueue` per connection.
+        self._followers: dict[str, dict[Connection, Follow]] = {}
         self._per_walker: dict[str, int] = {}
         self._per_user: dict[str, int] = {}
         self._per_address: dict[str, int] = {}
@@ -349,14 +392,19 @@ class ConnectionRegistry:
         return self._per_address.get(address, 0)
 
     def admit(self, connection: Connection) -> None:
-        """From now on `connection` receives its walker's broadcasts."""
+        """From now on `connection` receives its walker's broadcasts (through its `follow`
+        if it has one)."""
         if connection in self._open and not connection.admitted:
             connection.admitted = True
-            self._listeners.setdefault(connection.walker, {})[connection] = None
+            if connection.follow is None:
+                self._listeners.setdefault(connection.walker, {})[connection] = None
+            else:
+                self._followers.setdefault(connection.walker, {})[connection] = connection.follow
 
-    def discard(self, connection: Connection) -> None:
+    def discard(self, connection: Connection) -> bool:
+        """Count `connection` out; False if it was not counted in (or already out)."""
         if connection not in self._open:
-            return
+            return False
         self._open.remove(connection)
         self._release_user(connection)
         walker = connection.walker
@@ -365,22 +413,32 @@ class ConnectionRegistry:
             self._per_walker[walker] = left
         else:
             del self._per_walker[walker]
-        listeners = self._listeners.get(connection.walker)
-        if listeners is not None:
-            listeners.pop(connection, None)
-            if not listeners:
-                del self._listeners[connection.walker]
+        for table in (self._listeners, self._followers):
+            listeners = table.get(walker)
+            if listeners is not None:
+                listeners.pop(connection, None)
+                if not listeners:
+                    del table[walker]
         if not self._open and self._emptied is not None:
             self._emptied.set()
+        return True
 
-    def deliver(self, walker: str, frame: str) -> None:
-        """Queue one broadcast frame, the same object, to every admitted connection."""
+    def deliver(self, walker: str, frame: str, offset: str) -> None:
+        """Queue one broadcast frame, the same object, to every admitted connection.
+
+        The variant with `"offset"` is made once, and only if someone follows.
+        """
         listeners = self._listeners.get(walker)
         if listeners:
             size = frame_bytes(frame)  # once per broadcast, counted in every queue
             # `enqueue` never blocks and never changes the registry: no copy needed.
             for connection in listeners:
                 connection.enqueue(frame, size)
+        followers = self._followers.get(walker)
+        if followers:
+            framed = with_offset(frame, offset)
+            for follow in followers.values():
+                follow(frame, framed, offset)
 
     def connections(self, walker: str | None = None) -> list[Connection]:
         if walker is None:

@@ -36,6 +36,14 @@ class ReadAhead:
         if self.task is None:
             self.task = loop.create_task(self._read())
 
+    @property
+    def peer_left(self) -> bool:
+        """Whether what was read ahead ends with the peer going away (a close, a drop).
+
+        A stream stops at once when it does (ws/streams.py)."""
+        frames = self.frames
+        return bool(frames) and frames[-1]["type"] != "websocket.receive"
+
     def stop(self) -> None:
         """Stop reading. Nothing is lost: what was read is in `frames`."""
         if self.task is not None:

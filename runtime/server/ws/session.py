@@ -14,9 +14,10 @@ of the loop's monotonic clock per frame and a few float operations; timers
 
 The session wires small parts, each owning its own state and timers:
 `Admission` (admission.py: authentication, caps, auth timeout, token expiry),
-`WalkerWatchdog` (watchdog.py: the walker timeout) and `ReadAhead`
-(readahead.py: reading on while a walker runs long). It sees the server only
-through a `SessionContext`.
+`WalkerWatchdog` (watchdog.py: the walker timeout), `ReadAhead`
+(readahead.py: reading on while a walker runs long) and `TargetRunner`
+(streams.py: served functions and streams). It sees the server only through a
+`SessionContext`.
 
 Limits outside the session: the caps are counted by the registry
 (connections.py), `Origin` is checked before the upgrade (app.py), and
@@ -33,6 +34,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING
 
 from ..logs import connection_closed, connection_opened
+from ..sockets import LIMIT_UNSENT
 from ..protocol import (
     CLOSE_ABNORMAL,
     CLOSE_INTERNAL_ERROR,
@@ -53,10 +55,12 @@ from ..protocol import (
     success_frame,
 )
 from .admission import NO_TOKEN, Admission
-from .backplane import BackplaneUnavailable
+from .backplane import BackplaneUnavailable, channel_of
 from .connections import Connection
 from .limits import SizeLimit, TokenBucket
 from .readahead import ReadAhead
+from .resume import follower_for
+from .streams import TargetRunner
 from .watchdog import WalkerWatchdog
 
 if TYPE_CHECKING:
@@ -66,7 +70,9 @@ if TYPE_CHECKING:
     from ..metrics import Metrics, NoMetrics
     from ..protocol import WalkerBinding
     from ..threads import WalkerPool
+    from .caps import ConnectionCaps
     from .connections import ConnectionRegistry
+    from .history import Replay
 
 logger = logging.getLogger("jacc.session")
 
@@ -78,20 +84,23 @@ class SessionContext:
     One per app, shared by all its sessions. `binding` looks a walker up by name
     and is called for every frame, so that an open connection runs the code of
     the latest dev reload (or learns that its walker is gone). `publish` sends a
-    broadcast frame on a walker's channel of the backplane. `threads` runs the
-    non-async walkers; `drain` counts walker runs and refuses them on shutdown;
-    `metrics` are the app's (metrics.py).
+    broadcast frame on a walker's channel of the backplane, and `replay` reads
+    back a channel's history for a resume. `caps` counts connections against
+    the connection caps. `threads` runs the non-async walkers; `drain` counts
+    walker runs and refuses them on shutdown; `metrics` are the app's (metrics.py).
     """
 
     limits: WebSocketConfig
     tokens: TokenService
     registry: ConnectionRegistry
     binding: Callable[[str], WalkerBinding | None]
-    publish: Callable[[str, str], Awaitable[None]]
+    publish: Callable[[str, str], Awaitable[object]]
     dev: bool
     threads: WalkerPool
     drain: Drain
     metrics: Metrics | NoMetrics
+    replay: Callable[[str, str], Awaitable[Replay]] | None = None
+    caps: ConnectionCaps | None = None
 
 
 class WebSocketSession:
@@ -108,7 +117,9 @@ class WebSocketSession:
         self._receive = receive
         self._send = send
         # As the upgrade found it: the rules this connection is admitted under.
-        self._public = context.binding(walker).spec.public
+        spec = context.binding(walker).spec
+        self._public = spec.public
+        self._broadcasts = spec.broadcast
         # Kept apart from the context: each is used for every frame.
         self._binding = context.binding
         self._publish = context.publish
@@ -132,6 +143,7 @@ class WebSocketSession:
             read_ahead=self._read_ahead,
         )
         self._admission: Admission | None = None
+        self._targets: TargetRunner | None = None
         self.connection: Connection | None = None
 
     async def run(self) -> None:
@@ -152,6 +164,12 @@ class WebSocketSession:
         )
         opened_at = self._clock()
         self._metrics.opened()
+        query_string = self._scope.get("query_string", b"")
+        follower = None
+        if self._broadcasts and context.replay is not None:
+            # Before admission: the connection must follow from its first broadcast on.
+            follower = connection.follow = follower_for(
+                connection, query_string, channel_of(self._walker), context.replay)
         admission = self._admission = Admission(
             connection,
             public=self._public,
@@ -159,11 +177,26 @@ class WebSocketSession:
             registry=context.registry,
             limits=context.limits,
             loop=asyncio.get_running_loop(),
+            caps=context.caps,
+            admitted=follower.admitted if follower is not None else None,
+        )
+        self._targets = TargetRunner(
+            connection,
+            watchdog=self._watchdog,
+            read_ahead=self._read_ahead,
+            broadcast=self._broadcast,
+            dev=self._dev,
+            cleanup_seconds=context.limits.walker_timeout_seconds,
+            loop=asyncio.get_running_loop(),
+            limit_unsent=self._scope.get("extensions", {}).get(LIMIT_UNSENT),
+            metrics=self._metrics,
         )
         try:
-            admission.open(self._scope.get("query_string", b""))
+            await admission.open(query_string)
             await self._serve(connection)
         finally:
+            if follower is not None:
+                follower.cancel()
             admission.close()
             self._watchdog.cancel()
             connection.dispose()
@@ -243,6 +276,8 @@ class WebSocketSession:
         if not self._bucket.take(now):
             raise self._rate_limited(now)
         payload, token = self._admit(data, now, binding.max_keys)
+        if not self.connection.admitted:
+            await self._admission.authenticate(token)
         kind = binding.control_type(payload)
         if kind is not None:
             await self._control(kind, token)
@@ -258,6 +293,10 @@ class WebSocketSession:
             drain.leave()
 
     async def _run(self, binding: WalkerBinding, payload: dict, now: float) -> None:
+        if binding.kind == "function" or binding.spec.stream:
+            # A served function, or a walker that streams its reports (streams.py).
+            await self._targets.run(binding, payload, now)
+            return
         watchdog = self._watchdog
         watchdog.begin(now)
         started = perf_counter()  # not the loop's clock: uvloop's is cached, to the ms
@@ -293,7 +332,7 @@ class WebSocketSession:
         )
 
     def _admit(self, data: str | bytes, now: float, max_keys: int | None) -> tuple[dict, object]:
-        """Parse a frame and take its `token` out; authenticate or check expiry."""
+        """Parse a frame and take its `token` out; check the expiry of an admitted one."""
         connection = self.connection
         admission = self._admission
         try:
@@ -303,9 +342,7 @@ class WebSocketSession:
                 raise
             raise admission.unreadable_first_frame(error) from None
         token = payload.pop("token", NO_TOKEN)
-        if not connection.admitted:
-            admission.authenticate(token)
-        elif now >= admission.expires_at:  # inline: one comparison per frame, no call
+        if connection.admitted and now >= admission.expires_at:  # inline: one comparison per frame, no call
             raise admission.expired()
         return payload, token
 
@@ -319,6 +356,6 @@ class WebSocketSession:
         if kind == PING:
             await self.connection.reply(pong_frame())
         elif kind == REFRESH:
-            self._admission.refresh(token)
+            await self._admission.refresh(token)
             await self.connection.reply(REFRESHED_FRAME)
         # A client's `pong` is absorbed.
