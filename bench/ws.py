@@ -1,13 +1,17 @@
 """Benchmark: jacc serve against the bare Starlette stack, side by side, same client.
 
 Starts `jacc serve bench/app.jac` and `bench/bare_app.py` on free loopback ports
-and drives both with the same `websockets` client:
+and drives both with the load client of bench/loadclient.py (raw frames, several
+client processes, so that the server is what runs out, not the client). The
+figure that compares the two servers is the server's CPU per message, read from
+/proc while the clients keep it busy:
 
 1. one connection × N sequential round trips: msg/s, p50, p99, server CPU per message;
-2. 50 connections × 200 round trips each, concurrently;
-3. 100 listeners of a broadcast walker while one of them sends 200 messages:
-   deliveries/s and p99 delivery latency;
-4. memory: server RSS before, with 1,000 idle connections, and after they close.
+2. 50 connections × N/10 round trips each, concurrently, from several processes;
+3. 100 listeners of a broadcast walker while one of them sends M messages, one at
+   a time: deliveries/s, server CPU per broadcast;
+4. memory: server RSS before, with 1,000 idle connections (KB per connection), and
+   after they close.
 
 Then the cost of the metrics (docs/operations.md#metrics), two ways:
 
@@ -19,14 +23,13 @@ Then the cost of the metrics (docs/operations.md#metrics), two ways:
   round trip and a broadcast to 100 add with metrics on, over off), as a share
   of the server CPU per message measured above.
 
-    python bench/ws.py [--round-trips 2000] [--skip-idle] [--rounds 5] [--metrics-only]
+    python bench/ws.py [--round-trips 5000] [--broadcasts 300] [--client-processes 2]
+                       [--skip-idle] [--rounds 5] [--metrics-only] [--no-metrics-cost]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import os
 import socket
 import statistics
@@ -38,10 +41,9 @@ import timeit
 from contextlib import contextmanager
 from pathlib import Path
 
-from websockets.asyncio.client import connect
+import loadclient
 
 BENCH = Path(__file__).resolve().parent
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -76,113 +78,20 @@ def server(command: list[str], port: int, cwd: Path, **extra_env: str):
         process.wait(timeout=10)
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-async def round_trips(url: str, count: int) -> list[float]:
-    latencies = []
-    async with connect(url) as ws:
-        for i in range(count):
-            start = time.perf_counter()
-            await ws.send(json.dumps({"message": f"hello {i}", "client_id": "bench"}))
-            reply = json.loads(await ws.recv())
-            latencies.append(time.perf_counter() - start)
-            assert reply["ok"], reply
-    return latencies
-
-
-async def single(base: str, pid: int, count: int) -> dict:
-    await round_trips(base + "/ws/EchoMessage", 200)  # warm up
-    cpu = cpu_seconds(pid)
-    start = time.perf_counter()
-    latencies = await round_trips(base + "/ws/EchoMessage", count)
-    elapsed = time.perf_counter() - start
-    return {"msg/s": count / elapsed, "p50 ms": percentile(latencies, 0.5) * 1e3,
-            "p99 ms": percentile(latencies, 0.99) * 1e3,
-            "cpu µs/msg": (cpu_seconds(pid) - cpu) / count * 1e6}
-
-
-async def concurrent(base: str, connections: int, each: int) -> dict:
-    start = time.perf_counter()
-    results = await asyncio.gather(*(round_trips(base + "/ws/EchoMessage", each)
-                                     for _ in range(connections)))
-    elapsed = time.perf_counter() - start
-    latencies = [x for r in results for x in r]
-    return {"msg/s": len(latencies) / elapsed, "p50 ms": percentile(latencies, 0.5) * 1e3,
-            "p99 ms": percentile(latencies, 0.99) * 1e3}
-
-
-async def broadcast(base: str, listeners: int, messages: int, pid: int | None = None) -> dict:
-    url = base + "/ws/ChatRoom"
-    sockets = [await connect(url) for _ in range(listeners)]
-    cpu = cpu_seconds(pid) if pid else 0.0
-    sent_at: dict[str, float] = {}
-    latencies: list[float] = []
-
-    async def listen(ws, expected: int) -> None:
-        for _ in range(expected):
-            reply = json.loads(await ws.recv())
-            content = reply["data"]["reports"][0]["content"]
-            latencies.append(time.perf_counter() - sent_at[content])
-
-    try:
-        readers = [asyncio.create_task(listen(ws, messages)) for ws in sockets[1:]]
-        start = time.perf_counter()
-        sender = sockets[0]
-        for i in range(messages):
-            content = f"m{i}"
-            sent_at[content] = time.perf_counter()
-            await sender.send(json.dumps({"message": content, "sender": "bench"}))
-            reply = json.loads(await sender.recv())
-            latencies.append(time.perf_counter() - sent_at[content])
-        await asyncio.gather(*readers)
-        elapsed = time.perf_counter() - start
-    finally:
-        for ws in sockets:
-            await ws.close()
-    figures = {"deliveries/s": listeners * messages / elapsed,
-               "p50 ms": percentile(latencies, 0.5) * 1e3,
-               "p99 ms": percentile(latencies, 0.99) * 1e3}
-    if pid:
-        figures["cpu µs/msg"] = (cpu_seconds(pid) - cpu) / messages * 1e6
-    return figures
-
-
-async def idle(base: str, pid: int, count: int) -> dict:
-    before = rss_mb(pid)
-    sockets = []
-    for _ in range(count):
-        sockets.append(await connect(base + "/ws/EchoMessage"))
-    await asyncio.sleep(0.5)
-    during = rss_mb(pid)
-    for ws in sockets:
-        await ws.close()
-    await asyncio.sleep(1.0)
-    return {"RSS before MB": before, f"RSS {count} idle MB": during, "RSS after MB": rss_mb(pid)}
-
-
-async def measure(base: str, pid: int, args: argparse.Namespace) -> dict:
+def measure(port: int, pid: int, args: argparse.Namespace) -> dict:
+    processes = args.client_processes
     results = {
-        "1 connection": await single(base, pid, args.round_trips),
-        "50 connections x 200": await concurrent(base, 50, 200),
-        "broadcast 100 x 200": await broadcast(base, 100, 200),
+        "1 connection": loadclient.round_trips(
+            port, pid, connections=1, count=args.round_trips, processes=1).figures(),
+        "50 connections": loadclient.round_trips(
+            port, pid, connections=50, count=max(1, args.round_trips // 10),
+            processes=processes).figures(),
+        "broadcast to 100": loadclient.broadcast(
+            port, pid, listeners=100, messages=args.broadcasts,
+            processes=processes).figures("deliveries/s"),
     }
     if not args.skip_idle:
-        results["1,000 idle connections"] = await idle(base, pid, 1000)
+        results["1,000 idle connections"] = loadclient.idle(port, pid, 1000)
     return results
 
 
@@ -196,18 +105,20 @@ def print_table(jacc: dict, bare: dict) -> None:
             print(f"  {key:22}{value:>12.2f}{other:>12.2f}{ratio:>10.2f}x")
 
 
-async def metrics_cost(sides: dict[str, tuple[str, int]], args: argparse.Namespace) -> dict:
+def metrics_cost(sides: dict[str, tuple[int, int]], args: argparse.Namespace) -> dict:
     """Server CPU per message with and without metrics, measured in turns, `rounds` times."""
     runs: dict[str, dict[str, list[float]]] = {name: {"round trip": [], "broadcast x100": []}
                                                for name in sides}
     for turn in range(args.rounds):
         # Each side goes first every other round: the machine's load drifts.
         order = list(sides.items())
-        for name, (base, pid) in (order if turn % 2 == 0 else order[::-1]):
-            runs[name]["round trip"].append(
-                (await single(base, pid, args.round_trips))["cpu µs/msg"])
-            runs[name]["broadcast x100"].append(
-                (await broadcast(base, 100, 200, pid))["cpu µs/msg"])
+        for name, (port, pid) in (order if turn % 2 == 0 else order[::-1]):
+            trips = loadclient.round_trips(port, pid, connections=1, count=args.round_trips,
+                                           processes=1)
+            runs[name]["round trip"].append(trips.server_cpu / trips.messages * 1e6)
+            sent = loadclient.broadcast(port, pid, listeners=100, messages=args.broadcasts,
+                                        processes=args.client_processes)
+            runs[name]["broadcast x100"].append(sent.server_cpu / args.broadcasts * 1e6)
     return {name: {key: (statistics.median(values), min(values)) for key, values in figures.items()}
             for name, figures in runs.items()}
 
@@ -276,13 +187,37 @@ def jacc_command(port: int) -> list[str]:
     return [sys.executable, "-m", "jacc", "serve", "app.jac", "--port", str(port)]
 
 
+# What issue 14 asks of jacc against the bare app in the same run (README, "Performance").
+TARGETS = [
+    ("1 connection", "cpu µs/msg", "jacc/bare", 0.8),
+    ("50 connections", "cpu µs/msg", "jacc/bare", 0.8),
+    ("broadcast to 100", "deliveries/s", "bare/jacc", 1.0),
+    ("1,000 idle connections", "KB per idle conn", "jacc", 16.0),
+]
+
+
+def print_targets(jacc: dict, bare: dict) -> None:
+    print("\ntargets")
+    for scenario, key, measure_, bound in TARGETS:
+        if scenario not in jacc:
+            continue
+        ours, theirs = jacc[scenario][key], bare[scenario][key]
+        value = {"jacc/bare": ours / theirs, "bare/jacc": theirs / ours, "jacc": ours}[measure_]
+        verdict = "met" if value <= bound else "MISSED"
+        print(f"  {scenario + ', ' + key:42} {measure_} = {value:6.2f}  (at most {bound:g}): {verdict}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--round-trips", type=int, default=2000)
+    parser.add_argument("--round-trips", type=int, default=5000)
+    parser.add_argument("--broadcasts", type=int, default=300)
+    parser.add_argument("--client-processes", type=int, default=2)
     parser.add_argument("--skip-idle", action="store_true")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--metrics-only", action="store_true",
                         help="only the cost of the metrics, not the comparison with bare")
+    parser.add_argument("--no-metrics-cost", action="store_true",
+                        help="only the comparison with bare, not the cost of the metrics")
     args = parser.parse_args()
 
     results = {}
@@ -302,18 +237,18 @@ def main() -> None:
             for name, command in sides.items():
                 port = free_port()
                 with server(command(port), port, folder) as process:
-                    results[name] = asyncio.run(
-                        measure(f"ws://127.0.0.1:{port}", process.pid, args))
+                    results[name] = measure(port, process.pid, args)
             print("jacc serve vs bare Starlette/uvicorn (same client, same machine, same run)")
             print_table(results["jacc"], results["bare"])
+            print_targets(results["jacc"], results["bare"])
+        if args.no_metrics_cost:
+            return
         on_port, off_port = free_port(), free_port()
         with server(jacc_command(on_port), on_port, folder) as on, \
                 server(jacc_command(off_port), off_port, folder,
                        JACC_SERVER_METRICS="false") as off:
-            cost = asyncio.run(metrics_cost({
-                "metrics on": (f"ws://127.0.0.1:{on_port}", on.pid),
-                "metrics off": (f"ws://127.0.0.1:{off_port}", off.pid),
-            }, args))
+            cost = metrics_cost({"metrics on": (on_port, on.pid),
+                                 "metrics off": (off_port, off.pid)}, args)
         print_metrics_cost(cost, args.rounds, hot_path_cost())
 
 

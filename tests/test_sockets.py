@@ -41,17 +41,6 @@ def test_fit_open_files(monkeypatch, soft, hard, wanted, fits, soft_after):
     assert fake.soft == soft_after
 
 
-@pytest.mark.parametrize("frames, valid", [
-    ([b'{"message": "hi"}'], True),
-    ([b'{"message": "caf\xc3\xa9"}'], True),
-    ([b'{"message": "caf\xc3'], False),
-    ([b"\xff\xfe"], False),
-    ([b'{"m": "caf\xc3', b'\xa9"}'], True),  # a character split across fragments
-])
-def test_is_utf8(frames, valid):
-    assert sockets._is_utf8(frames) is valid
-
-
 def test_a_refusal_is_a_whole_json_response_that_closes():
     error = ProtocolError(REQUEST_TIMEOUT, "late", reason="handshake_timeout_seconds")
     head, _, body = sockets._response(error).partition(b"\r\n\r\n")
@@ -59,24 +48,3 @@ def test_a_refusal_is_a_whole_json_response_that_closes():
     assert lines[0] == "HTTP/1.1 408 Request Timeout"
     assert "connection: close" in lines and f"content-length: {len(body)}" in lines
     assert body == error.frame().encode()
-
-
-@pytest.mark.skipif(not hasattr(sockets.socket, "TCP_NOTSENT_LOWAT"), reason="Linux and macOS")
-def test_a_stream_can_keep_little_unsent_in_the_kernel():
-    # Else a slow but steady reader of a stream waits past send_timeout_seconds on one
-    # send (tests/e2e/test_ws_streams.py, the slow reader).
-    import socket
-
-    class Transport:
-        def __init__(self, sock):
-            self.sock = sock
-
-        def get_extra_info(self, name):
-            return self.sock if name == "socket" else None
-
-    with socket.socket() as tcp:
-        before = tcp.getsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT)
-        sockets._limit_unsent(Transport(tcp))
-        after = tcp.getsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT)
-    assert before != sockets._UNSENT_BYTES and after == sockets._UNSENT_BYTES
-    sockets._limit_unsent(Transport(None))  # no socket: nothing to do

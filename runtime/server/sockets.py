@@ -11,17 +11,16 @@ uvicorn with the two protocol classes of this module instead:
   `max_connections` (503), a request head over `max_header_bytes` (431), and
   closes a connection whose request is not complete within
   `handshake_timeout_seconds` (408, or nothing if it sent nothing).
-- `WebSocketProtocol` (uvicorn's websockets sans-I/O protocol) sends the answer
-  of a handshake its parser refused (414, 431, 400), closes a text frame that
-  is not UTF-8 with 1007 in one log line, stops logging an ERROR after an
-  upgrade the app refused on purpose (404, 403), and offers the app a way to keep
-  at most `_UNSENT_BYTES` of a socket's output unsent in the kernel (the scope
-  extension `LIMIT_UNSENT`, which a stream uses: `_limit_unsent`).
+- `WebSocketProtocol` (websocket.py, uvicorn's websockets sans-I/O protocol)
+  sends the answer of a handshake its parser refused (414, 431, 400), closes a
+  text frame that is not UTF-8 with 1007 in one log line, stops logging an ERROR
+  after an upgrade the app refused on purpose (404, 403), offers the app a way to
+  keep a socket's unsent output small (`LIMIT_UNSENT`), and reads and writes the
+  common data frame on a shorter path than uvicorn's.
 
 Costs: one timer per connection while a request is incomplete, one integer
 addition per chunk read while a request head is incomplete; nothing once a
-request is in or a WebSocket is open, except the UTF-8 check of non-ASCII text
-frames (one decode more than uvicorn's own).
+request is in.
 """
 
 from __future__ import annotations
@@ -30,21 +29,19 @@ import asyncio
 import functools
 import http
 import logging
-import socket
 from dataclasses import dataclass
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 try:
     import resource
 except ImportError:  # Windows: no open-file limit to fit
     resource = None
 
+from .websocket import WebSocketProtocol
 from .protocol import (
     CAPACITY,
-    CLOSE_INVALID_DATA,
     MESSAGE_TOO_LARGE,
     REQUEST_TIMEOUT,
     ProtocolError,
@@ -52,12 +49,7 @@ from .protocol import (
 
 logger = logging.getLogger("jacc.sockets")
 
-__all__ = ["LIMIT_UNSENT", "HttpProtocol", "SocketLimits", "WebSocketProtocol",
-           "fit_open_files", "protocol_classes"]
-
-# The ASGI scope extension of a WebSocket: a callable, no arguments, that limits
-# what the kernel holds unsent for this socket (`_limit_unsent`).
-LIMIT_UNSENT = "jacc.limit_unsent"
+__all__ = ["HttpProtocol", "SocketLimits", "fit_open_files", "protocol_classes"]
 
 # File descriptors kept for what is not a client socket: the listening socket,
 # the event loop, logs, the account store, the dev-mode watcher, threads.
@@ -67,8 +59,6 @@ _SPARE_FILES = 64
 # reset, and a client that is still writing its request may then never read why.
 _LINGER_SECONDS = 1.0
 _LINGER_BYTES = 65536
-# What a WebSocket may hold in the kernel, written but not yet sent (`_limit_unsent`).
-_UNSENT_BYTES = 131072
 
 
 @dataclass(frozen=True)
@@ -260,84 +250,3 @@ def _response(error: ProtocolError) -> bytes:
 
 def _peer(client: tuple[str, int] | None) -> str:
     return f"{client[0]}:{client[1]}" if client else "-"
-
-
-# --- WebSocket ---------------------------------------------------------------------------
-
-
-class WebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's WebSocket protocol, answering what it leaves unanswered and logging less."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # websockets logs "connection open", "connection closed" and "connection rejected"
-        # for every socket at INFO, after uvicorn's own line: keep its warnings only.
-        self.conn.logger = logging.getLogger("jacc.sockets.websockets")
-
-    def handle_connect(self, event: Any) -> None:
-        super().handle_connect(event)
-        scope = getattr(self, "scope", None)  # none for a handshake refused by the parser
-        if scope is not None:
-            scope["extensions"][LIMIT_UNSENT] = functools.partial(_limit_unsent, self.transport)
-
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        if (not self.handshake_initiated and self.conn.handshake_exc is not None
-                and not self.transport.is_closing()):
-            self._refused_by_parser()
-
-    def _refused_by_parser(self) -> None:
-        # websockets refused the request (a request line or a header line over 8 KiB,
-        # too many headers, not HTTP) and queued its answer, which uvicorn never sends.
-        logger.info("%s - refused a WebSocket handshake: %s", _peer(self.client),
-                    self.conn.handshake_exc)
-        self.transport.write(b"".join(self.conn.data_to_send()))
-        self.transport.close()
-
-    async def send(self, message: Any) -> None:
-        await super().send(message)
-        if message["type"] == "websocket.http.response.body" and not message.get("more_body"):
-            # The refusal is complete; without this, uvicorn logs an ERROR that the
-            # app "returned without completing handshake".
-            self.handshake_complete = True
-
-    def send_receive_event_to_app(self) -> None:
-        if (self.curr_msg_data_type == "text" and not self.close_sent
-                and not _is_utf8(self.frames)):
-            self.frames = []
-            logger.info("%s - closed a WebSocket with %d: a text frame that is not UTF-8",
-                        _peer(self.client), CLOSE_INVALID_DATA)
-            self.conn.send_close(CLOSE_INVALID_DATA, "invalid UTF-8")
-            self.handle_parser_exception()  # tells the app, sends the close, drops the socket
-            return
-        super().send_receive_event_to_app()
-
-
-def _limit_unsent(transport: Any) -> None:
-    """Let the kernel hold at most `_UNSENT_BYTES` of a WebSocket's output unsent.
-
-    Without it Linux grows a socket's send buffer to megabytes and reports it
-    writable again only once a third of that has gone: a client that reads a
-    stream slowly but steadily (250 KB/s) then sees one send wait longer than
-    `send_timeout_seconds` and is closed with 4408. With the limit, a stream's
-    chunks go out at the reader's pace, so `send_timeout_seconds` measures the
-    reader. A stream asks for it (ws/streams.py); other sockets keep the kernel's
-    buffering, which absorbs a client that pipelines megabytes before it reads
-    (docs/protocol.md, "Streams")."""
-    sock = transport.get_extra_info("socket")
-    if sock is not None and hasattr(socket, "TCP_NOTSENT_LOWAT"):
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, _UNSENT_BYTES)
-        except OSError:  # not TCP (a Unix socket): nothing to limit
-            pass
-
-
-def _is_utf8(frames: list[bytes]) -> bool:
-    data = frames[0] if len(frames) == 1 else b"".join(frames)
-    if data.isascii():  # the usual case, and a scan at memory speed
-        return True
-    try:
-        data.decode()
-    except UnicodeDecodeError:
-        return False
-    return True

@@ -34,7 +34,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING
 
 from ..logs import connection_closed, connection_opened
-from ..sockets import LIMIT_UNSENT
+from ..websocket import LIMIT_UNSENT
 from ..protocol import (
     CLOSE_ABNORMAL,
     CLOSE_INTERNAL_ERROR,

@@ -20,7 +20,7 @@ How a stream behaves on its connection:
   when nothing is queued and so waits for the socket (the transport's flow
   control); while the outbound queue is above half its bound the stream waits
   first. The first stream of a connection also asks the server to keep little
-  of the socket's output unsent in the kernel (sockets.py, `LIMIT_UNSENT`), so
+  of the socket's output unsent in the kernel (websocket.py, `LIMIT_UNSENT`), so
   that the socket is writable again as soon as the reader takes more. A generator is paused meanwhile; a walker, whose `report` cannot wait,
   keeps its reports here until they can go, as a walker that does not stream
   keeps them in its list.
