@@ -78,24 +78,46 @@ def server(command: list[str], port: int, cwd: Path, **extra_env: str):
         process.wait(timeout=10)
 
 
-def measure(port: int, pid: int, args: argparse.Namespace) -> dict:
+def scenarios(args: argparse.Namespace) -> dict:
+    """Each scenario of the comparison: (port, pid) -> its figures."""
     processes = args.client_processes
-    results = {
-        "1 connection": loadclient.round_trips(
+    return {
+        "1 connection": lambda port, pid: loadclient.round_trips(
             port, pid, connections=1, count=args.round_trips, processes=1).figures(),
-        "50 connections": loadclient.round_trips(
+        "50 connections": lambda port, pid: loadclient.round_trips(
             port, pid, connections=50, count=max(1, args.round_trips // 10),
             processes=processes).figures(),
-        "broadcast to 100": loadclient.broadcast(
+        "broadcast to 100": lambda port, pid: loadclient.broadcast(
             port, pid, listeners=100, messages=args.broadcasts,
             processes=processes).figures("deliveries/s"),
     }
+
+
+def compare(sides: dict[str, tuple[int, int]], args: argparse.Namespace) -> dict:
+    """Every scenario on every side, `rounds` times in turns; the median of each figure.
+
+    On a shared machine one run moves by ±20 % from the next: the sides take turns
+    (each going first every other round), so a drift in load falls on both.
+    """
+    runs: dict[str, dict[str, list[dict]]] = {name: {} for name in sides}
+    for turn in range(args.rounds):
+        order = list(sides.items())
+        for scenario, run in scenarios(args).items():
+            for name, (port, pid) in (order if turn % 2 == 0 else order[::-1]):
+                runs[name].setdefault(scenario, []).append(run(port, pid))
+    results = {name: {scenario: {key: statistics.median(r[key] for r in rounds)
+                                 for key in rounds[0]}
+                      for scenario, rounds in figures.items()}
+               for name, figures in runs.items()}
     if not args.skip_idle:
-        results["1,000 idle connections"] = loadclient.idle(port, pid, 1000)
+        for name, (port, pid) in sides.items():
+            results[name]["1,000 idle connections"] = loadclient.idle(port, pid, 1000)
     return results
 
 
-def print_table(jacc: dict, bare: dict) -> None:
+def print_table(jacc: dict, bare: dict, rounds: int) -> None:
+    print(f"jacc serve vs bare Starlette/uvicorn: the same client, the median of {rounds} rounds "
+          "in turns\n(idle memory: one measurement each, after the rounds)")
     for scenario, figures in jacc.items():
         print(f"\n{scenario}")
         print(f"  {'':22}{'jacc':>12}{'bare':>12}{'jacc/bare':>11}")
@@ -187,6 +209,10 @@ def jacc_command(port: int) -> list[str]:
     return [sys.executable, "-m", "jacc", "serve", "app.jac", "--port", str(port)]
 
 
+def bare_command(port: int) -> list[str]:
+    return [sys.executable, str(BENCH / "bare_app.py"), str(port)]
+
+
 # What issue 14 asks of jacc against the bare app in the same run (README, "Performance").
 TARGETS = [
     ("1 connection", "cpu µs/msg", "jacc/bare", 0.8),
@@ -230,16 +256,12 @@ def main() -> None:
             "[websocket]\nmessages_per_second = 1000000\nmax_connections_per_user = 100000\n"
             "max_connections_per_ip = 100000\n")
         if not args.metrics_only:
-            sides = {
-                "jacc": jacc_command,
-                "bare": lambda port: [sys.executable, str(BENCH / "bare_app.py"), str(port)],
-            }
-            for name, command in sides.items():
-                port = free_port()
-                with server(command(port), port, folder) as process:
-                    results[name] = measure(port, process.pid, args)
-            print("jacc serve vs bare Starlette/uvicorn (same client, same machine, same run)")
-            print_table(results["jacc"], results["bare"])
+            jacc_port, bare_port = free_port(), free_port()
+            with server(jacc_command(jacc_port), jacc_port, folder) as jacc, \
+                    server(bare_command(bare_port), bare_port, folder) as bare:
+                results = compare({"jacc": (jacc_port, jacc.pid),
+                                   "bare": (bare_port, bare.pid)}, args)
+            print_table(results["jacc"], results["bare"], args.rounds)
             print_targets(results["jacc"], results["bare"])
         if args.no_metrics_cost:
             return

@@ -310,3 +310,60 @@ def test_registry_counts_websockets_per_address():
     registry.release_address("10.0.0.2")
     assert registry.address_count("10.0.0.1") == registry.address_count("10.0.0.2") == 0
     assert not registry._per_address  # no address is remembered once its sockets are gone
+
+
+class WritableSocket(FakeSocket):
+    """A FakeSocket that also offers the direct write of websocket.py (`WRITE_TEXT`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.direct = 0
+        self.gone = False
+
+    def write(self, text: str) -> bool:
+        if self.gone:
+            raise OSError("gone")
+        if not self.writable.is_set():
+            return False
+        self.sent.append({"type": "websocket.send", "text": text})
+        self.direct += 1
+        return True
+
+
+def test_frames_are_written_directly_while_the_socket_takes_them_and_keep_their_order():
+    async def scenario():
+        socket = WritableSocket()
+        conn = connection(socket, write=socket.write)
+        sender = conn.start()
+        await conn.reply("1")
+        conn.enqueue("2")
+        assert socket.direct == 2 and conn.queued_bytes == 0  # no queue, no task switch
+        socket.writable.clear()  # the transport is full: frames wait in the queue
+        conn.enqueue("3")
+        await conn.reply("4")
+        assert conn.queued_bytes == 2
+        socket.writable.set()
+        conn.enqueue("5")  # behind the queued ones, not written ahead of them
+        await asyncio.sleep(0.01)
+        await conn.reply("6")
+        conn.close(CLOSE_GOING_AWAY, "bye")
+        await asyncio.wait_for(sender, 1)
+        return socket
+
+    socket = asyncio.run(scenario())
+    assert socket.texts == ["1", "2", "3", "4", "5", "6"]
+    assert socket.close["code"] == CLOSE_GOING_AWAY
+
+
+def test_a_direct_write_to_a_gone_peer_ends_the_connection_quietly():
+    async def scenario():
+        socket = WritableSocket()
+        conn = connection(socket, write=socket.write)
+        sender = conn.start()
+        socket.gone = True
+        conn.enqueue("lost")
+        await asyncio.wait_for(sender, 1)
+        return conn
+
+    conn = asyncio.run(scenario())
+    assert conn.disconnected and conn.closing

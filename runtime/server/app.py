@@ -40,7 +40,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.routing import BaseRoute, Match, Route, WebSocketRoute
 
 from .accounts import Account, AccountError, AccountStore, InvalidCredentials, login_key
 from .functions import FunctionBinding, bind, is_stream, result_frame
@@ -162,7 +162,20 @@ class JaccApp:
         self.set_walkers(walkers)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            # Straight to the route, past Starlette's middleware and router: their
+            # coroutines would stay suspended, holding memory, for the socket's whole life.
+            await self._websocket(scope, receive, send)
+            return
         await self._entry(scope, receive, send)
+
+    async def _websocket(self, scope: dict, receive: Any, send: Any) -> None:
+        for route in self._socket_routes:
+            match, child = route.matches(scope)
+            if match is Match.FULL:
+                scope.update(child)
+                await route.handle(scope, receive, send)
+                return
 
     async def _serve(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and self.drain.active:
@@ -187,7 +200,7 @@ class JaccApp:
         self.bindings = {t.__jacc_spec__.name: bind(t) for t in targets_of(walkers)}
         self.backplane.watch(name for name, binding in self.bindings.items()
                              if binding.spec.broadcast)
-        self._starlette.router.routes = self._routes()
+        self._set_routes()
         stale = _stale_walkers(old, self.bindings)
         if stale:
             for connection in self.registry.connections():
@@ -199,7 +212,13 @@ class JaccApp:
     def add_route(self, route: BaseRoute) -> None:
         """Serve `route` too, ahead of the walkers' routes and across `set_walkers`."""
         self._extra_routes.append(route)
-        self._starlette.router.routes = self._routes()
+        self._set_routes()
+
+    def _set_routes(self) -> None:
+        routes = self._routes()
+        self._starlette.router.routes = routes
+        # The catch-all of `_routes` ends the list: every upgrade matches one of them.
+        self._socket_routes = [r for r in routes if isinstance(r, WebSocketRoute)]
 
     def http_routes(self) -> list[tuple[str, str, WalkerBinding]]:
         """(method, path, binding) of every route of a non-WebSocket walker or function."""

@@ -5,8 +5,10 @@ Every frame a connection receives goes out in order through one of two doors:
 - `Connection.reply` for the connection's own answers: sent at once when
   nothing is queued (the common case, no task switch), else queued behind
   what is;
-- `Connection.enqueue` for broadcasts: never blocks the caller. The frame
-  joins a queue drained by the connection's sender task.
+- `Connection.enqueue` for broadcasts: never blocks the caller. The frame is
+  written at once when nothing is queued and the socket takes output (`write`,
+  the socket's `WRITE_TEXT`, websocket.py), else it joins a queue drained by
+  the connection's sender task.
 
 A client that stops reading must not hold anyone else up (docs/protocol.md, "Slow consumers"): when its
 queue would hold more than `queue_bytes` bytes, or one send has been stuck for
@@ -35,6 +37,8 @@ from .history import with_offset
 logger = logging.getLogger("jacc.connections")
 
 Send = Callable[[dict], Awaitable[None]]
+# write(text) -> bool: write a text frame now, False if the socket takes nothing now.
+Write = Callable[[str], bool]
 # follow(frame, framed, offset): how a connection that asked for offsets, or is
 # resuming, takes a broadcast; `framed` is `frame` with its offset (resume.py).
 Follow = Callable[[str, str, str], None]
@@ -69,6 +73,7 @@ class Connection:
         send_timeout: float,
         loop: asyncio.AbstractEventLoop | None = None,
         metrics: Any = NO_WALKER_METRICS,
+        write: Write | None = None,
     ) -> None:
         self.walker = walker
         self.identity: Any = None
@@ -81,6 +86,7 @@ class Connection:
         self.slow_reason: str | None = None
         self.metrics = metrics
         self._send = send
+        self._write = write
         self._sent = metrics.frame_out
         self._limit = queue_bytes
         self._timeout = send_timeout
@@ -126,6 +132,8 @@ class Connection:
         if self._busy or self._queue:
             self.enqueue(frame)
             return
+        if self._write_now(frame):
+            return
         try:
             await self._send_text(frame)
         except Exception:
@@ -143,6 +151,8 @@ class Connection:
         """
         if self._close is not None:
             return
+        if not self._queue and not self._busy and self._write_now(frame):
+            return
         if size is None:
             size = frame_bytes(frame)
         queued = self._queued + size
@@ -152,6 +162,21 @@ class Connection:
         self._queue.append((frame, size))
         self._queued = queued
         self._wake()
+
+    def _write_now(self, frame: str) -> bool:
+        """Write `frame` without a task switch if the socket takes it now; True if done
+        (or if the peer turned out to be gone, which leaves nothing to do)."""
+        write = self._write
+        if write is None:
+            return False
+        try:
+            if not write(frame):
+                return False
+        except Exception:
+            self._gone()
+            return True
+        self._sent()
+        return True
 
     @property
     def queue_limit(self) -> int:

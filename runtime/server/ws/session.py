@@ -34,7 +34,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING
 
 from ..logs import connection_closed, connection_opened
-from ..websocket import LIMIT_UNSENT
+from ..websocket import LIMIT_UNSENT, WRITE_TEXT
 from ..protocol import (
     CLOSE_ABNORMAL,
     CLOSE_INTERNAL_ERROR,
@@ -161,6 +161,7 @@ class WebSocketSession:
             queue_bytes=context.limits.send_queue_bytes,
             send_timeout=context.limits.send_timeout_seconds,
             metrics=self._metrics,
+            write=self._scope.get("extensions", {}).get(WRITE_TEXT),
         )
         opened_at = self._clock()
         self._metrics.opened()
