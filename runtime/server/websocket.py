@@ -321,6 +321,9 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             await self._send_data(message)
             return
         await super().send(message)
+        if message["type"] == "websocket.accept" and self.handshake_complete:
+            # The handshake's request and response, headers and all, are not read again.
+            self.request = self.response = None
         if message["type"] == "websocket.http.response.body" and not message.get("more_body"):
             # The refusal is complete; without this, uvicorn logs an ERROR that the
             # app "returned without completing handshake".

@@ -91,8 +91,9 @@ class Connection:
         self._limit = queue_bytes
         self._timeout = send_timeout
         self._loop = loop or asyncio.get_running_loop()
-        # (frame, its UTF-8 length): the length is worked out once, at the door.
-        self._queue: deque[tuple[str, int]] = deque()
+        # (frame, its UTF-8 length): the length is worked out once, at the door. The
+        # deque is made when a first frame must wait: most connections never need one.
+        self._queue: deque[tuple[str, int]] | tuple = ()
         self._queued = 0  # bytes in _queue
         self._wakeup: asyncio.Future | None = None
         self._busy = False
@@ -159,6 +160,8 @@ class Connection:
         if queued > self._limit and self._queue:
             self._too_slow(QUEUE_FULL)
             return
+        if not self._queue:
+            self._queue = deque(self._queue)
         self._queue.append((frame, size))
         self._queued = queued
         self._wake()
@@ -215,16 +218,15 @@ class Connection:
         return self._sender
 
     async def _run_sender(self) -> None:
-        queue = self._queue
         try:
             while True:
-                while queue and not self._busy:
-                    frame, size = queue.popleft()
+                while self._queue and not self._busy:
+                    frame, size = self._queue.popleft()
                     self._queued -= size
                     await self._send_text(frame)
                     if self._room is not None:
                         self._wake_room()  # a replay waits for room: let it look again
-                if self._close is not None and not queue and not self._busy:
+                if self._close is not None and not self._queue and not self._busy:
                     break
                 self._wakeup = self._loop.create_future()
                 await self._wakeup
@@ -252,7 +254,7 @@ class Connection:
         self._wake()
 
     def _clear(self) -> None:
-        self._queue.clear()
+        self._queue = ()
         self._queued = 0
 
     def _wake(self) -> None:

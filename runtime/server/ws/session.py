@@ -237,7 +237,7 @@ class WebSocketSession:
         ahead = self._read_ahead.frames
         try:
             while not connection.closing:
-                message = ahead.popleft() if ahead else await receive()
+                message = ahead.pop(0) if ahead else await receive()
                 if message["type"] != "websocket.receive":
                     self._peer_code = message.get("code")
                     connection.disconnected = True
