@@ -51,7 +51,8 @@ def admit(query: bytes = b"", *, public: bool = False, others: int = 0, then=Non
             left = admission.expires_at - loop.time()
             state = (connection.admitted, connection.identity, left)
             connection.close(1000)
-            await asyncio.wait_for(connection.start(), 1)
+            connection.start()
+            await asyncio.wait_for(connection.drained(), 1)
         finally:
             admission.close()
         assert registry.count("Chat") == others  # counted out at close
@@ -164,7 +165,8 @@ def test_a_token_that_the_account_store_cannot_check_is_service_unavailable():
         # An account's token (an operator's has no account to look up).
         await admission.open(b"token=" + TOKENS.issue("ada", user_id="ada-id").encode())
         try:
-            await asyncio.wait_for(connection.start(), 1)
+            connection.start()
+            await asyncio.wait_for(connection.drained(), 1)
         finally:
             admission.close()
         return sent

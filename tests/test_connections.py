@@ -47,12 +47,12 @@ def test_replies_and_broadcasts_keep_their_order():
     async def scenario():
         socket = FakeSocket()
         conn = connection(socket)
-        sender = conn.start()
+        conn.start()
         await conn.reply("1")
         conn.enqueue("2")
         await conn.reply("3")  # queued behind "2", not sent ahead of it
         conn.close(CLOSE_GOING_AWAY, "bye")
-        await asyncio.wait_for(sender, 1)
+        await asyncio.wait_for(conn.drained(), 1)
         return socket
 
     socket = asyncio.run(scenario())
@@ -65,13 +65,13 @@ def test_overflow_closes_with_4408_and_drops_the_backlog():
         socket = FakeSocket()
         socket.writable.clear()  # the peer stopped reading
         conn = connection(socket, queue_bytes=3)
-        sender = conn.start()
+        conn.start()
         for i in range(10):
             conn.enqueue(str(i))
             await asyncio.sleep(0)
         assert conn.close_code == CLOSE_TOO_SLOW
         socket.writable.set()  # the peer reads again: it gets what was in flight, then the close
-        await asyncio.wait_for(sender, 1)
+        await asyncio.wait_for(conn.drained(), 1)
         return socket
 
     socket = asyncio.run(scenario())
@@ -84,13 +84,13 @@ def test_a_stuck_send_times_out_with_4408_then_lets_go():
         socket = FakeSocket()
         socket.writable.clear()
         conn = connection(socket, send_timeout=0.05)
-        sender = conn.start()
+        conn.start()
         conn.enqueue("never delivered")
         await asyncio.sleep(0.08)
         assert conn.close_code == CLOSE_TOO_SLOW and conn.slow_reason == SEND_TIMED_OUT
         # It cannot even take the close frame: the sender gives up after one more period.
-        await asyncio.wait((sender,), timeout=1)
-        assert sender.done() and conn.disconnected
+        await asyncio.wait((conn.sender,), timeout=1)
+        assert conn.sender.done() and conn.disconnected
         conn.dispose()
 
     asyncio.run(scenario())
@@ -101,7 +101,7 @@ def test_the_bound_is_in_bytes_of_utf8():
         socket = FakeSocket()
         socket.writable.clear()
         conn = connection(socket, queue_bytes=10)
-        sender = conn.start()
+        conn.start()
         conn.enqueue("in flight")
         await asyncio.sleep(0)  # the sender took it: being sent, it is no longer in the queue
         conn.enqueue("ééé")  # 3 characters, 6 bytes
@@ -112,7 +112,7 @@ def test_the_bound_is_in_bytes_of_utf8():
         assert conn.close_code == CLOSE_TOO_SLOW and conn.slow_reason == QUEUE_FULL
         assert conn.queued_bytes == 0  # the backlog is dropped
         socket.writable.set()
-        await asyncio.wait_for(sender, 1)
+        await asyncio.wait_for(conn.drained(), 1)
         return socket
 
     socket = asyncio.run(scenario())
@@ -125,7 +125,7 @@ def test_a_frame_larger_than_the_bound_fits_an_empty_queue():
         socket = FakeSocket()
         socket.writable.clear()
         conn = connection(socket, queue_bytes=10)
-        sender = conn.start()
+        conn.start()
         conn.enqueue("in flight")
         await asyncio.sleep(0)
         conn.enqueue("y" * 50)  # a reader that keeps up is never closed for one frame
@@ -133,7 +133,7 @@ def test_a_frame_larger_than_the_bound_fits_an_empty_queue():
         conn.enqueue("z")  # but nothing more until it is read
         assert conn.close_code == CLOSE_TOO_SLOW
         socket.writable.set()
-        await asyncio.wait_for(sender, 1)
+        await asyncio.wait_for(conn.drained(), 1)
 
     asyncio.run(scenario())
 
@@ -143,7 +143,7 @@ def test_queue_fill_falls_as_frames_go_out():
         socket = FakeSocket()
         socket.writable.clear()
         conn = connection(socket, queue_bytes=100)
-        sender = conn.start()
+        conn.start()
         conn.enqueue("busy")
         await asyncio.sleep(0)
         for _ in range(5):
@@ -153,7 +153,7 @@ def test_queue_fill_falls_as_frames_go_out():
         await asyncio.sleep(0.01)
         assert conn.queue_fill() == 0.0 and conn.queued_bytes == 0
         conn.close(CLOSE_GOING_AWAY)
-        await asyncio.wait_for(sender, 1)
+        await asyncio.wait_for(conn.drained(), 1)
 
     asyncio.run(scenario())
 
@@ -200,11 +200,11 @@ def test_each_frame_written_is_counted():
         socket = FakeSocket()
         metrics = Counted()
         conn = connection(socket, metrics=metrics)
-        sender = conn.start()
+        conn.start()
         await conn.reply("1")
         conn.enqueue("2")
         conn.close(CLOSE_GOING_AWAY)
-        await asyncio.wait_for(sender, 1)
+        await asyncio.wait_for(conn.drained(), 1)
         assert conn.metrics is metrics
         return metrics.sent
 
@@ -215,11 +215,11 @@ def test_frames_after_a_close_are_dropped():
     async def scenario():
         socket = FakeSocket()
         conn = connection(socket)
-        sender = conn.start()
+        conn.start()
         conn.close(CLOSE_GOING_AWAY)
         conn.enqueue("late")
         await conn.reply("late too")
-        await asyncio.wait_for(sender, 1)
+        await asyncio.wait_for(conn.drained(), 1)
         return socket
 
     socket = asyncio.run(scenario())
@@ -334,7 +334,7 @@ def test_frames_are_written_directly_while_the_socket_takes_them_and_keep_their_
     async def scenario():
         socket = WritableSocket()
         conn = connection(socket, write=socket.write)
-        sender = conn.start()
+        conn.start()
         await conn.reply("1")
         conn.enqueue("2")
         assert socket.direct == 2 and conn.queued_bytes == 0  # no queue, no task switch
@@ -347,7 +347,7 @@ def test_frames_are_written_directly_while_the_socket_takes_them_and_keep_their_
         await asyncio.sleep(0.01)
         await conn.reply("6")
         conn.close(CLOSE_GOING_AWAY, "bye")
-        await asyncio.wait_for(sender, 1)
+        await asyncio.wait_for(conn.drained(), 1)
         return socket
 
     socket = asyncio.run(scenario())
@@ -359,10 +359,10 @@ def test_a_direct_write_to_a_gone_peer_ends_the_connection_quietly():
     async def scenario():
         socket = WritableSocket()
         conn = connection(socket, write=socket.write)
-        sender = conn.start()
+        conn.start()
         socket.gone = True
         conn.enqueue("lost")
-        await asyncio.wait_for(sender, 1)
+        await asyncio.wait_for(conn.drained(), 1)
         return conn
 
     conn = asyncio.run(scenario())

@@ -163,19 +163,16 @@ class JaccApp:
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "websocket":
-            # Straight to the route, past Starlette's middleware and router: their
-            # coroutines would stay suspended, holding memory, for the socket's whole life.
-            await self._websocket(scope, receive, send)
-            return
+            # Straight to the route's endpoint, past Starlette's middleware and router:
+            # their coroutines would stay suspended, holding memory, for the socket's whole
+            # life. (The catch-all route of `_routes` matches any upgrade.)
+            for route in self._socket_routes:
+                match, child = route.matches(scope)
+                if match is Match.FULL:
+                    scope.update(child)
+                    await route.app(scope, receive, send)
+                    return
         await self._entry(scope, receive, send)
-
-    async def _websocket(self, scope: dict, receive: Any, send: Any) -> None:
-        for route in self._socket_routes:
-            match, child = route.matches(scope)
-            if match is Match.FULL:
-                scope.update(child)
-                await route.handle(scope, receive, send)
-                return
 
     async def _serve(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and self.drain.active:

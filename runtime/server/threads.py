@@ -104,6 +104,9 @@ class Lane:
     walkers of one connection never run at the same time (docs/protocol.md, Frames).
     """
 
+    # Slots, not a __dict__: one of these per open connection (docs/performance.md).
+    __slots__ = ("_pool", "_straggler",)
+
     def __init__(self, pool: WalkerPool) -> None:
         self._pool = pool
         self._straggler: asyncio.Future | None = None

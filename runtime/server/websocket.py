@@ -119,9 +119,10 @@ def _frame_length(data: bytes | bytearray, start: int) -> tuple[int, int] | None
 class _Inbox:
     """What the socket has received and the app has not taken: uvicorn's queue, lighter.
 
-    `put_nowait`, `get` and `empty` are the `asyncio.Queue` methods uvicorn
-    calls; `size` is the bytes of a data message, counted in `bytes` until the
-    app takes it. One reader (the app) waits at a time.
+    `put_nowait` and `empty` are the `asyncio.Queue` methods uvicorn calls;
+    `size` is the bytes of a data message, counted in `bytes` until the app takes
+    it. The app's one reader waits in `WebSocketProtocol.receive` (one coroutine
+    frame while it waits, not two).
     """
 
     __slots__ = ("_items", "_waiter", "_loop", "bytes")
@@ -141,10 +142,13 @@ class _Inbox:
             if not waiter.done():
                 waiter.set_result(None)
 
-    async def get(self) -> dict:
-        while not self._items:
-            waiter = self._waiter = self._loop.create_future()
-            await waiter
+    def arrival(self) -> asyncio.Future:
+        """A future done when the next message arrives (for the one reader)."""
+        waiter = self._waiter = self._loop.create_future()
+        return waiter
+
+    def take(self) -> dict:
+        """The oldest message; the inbox is not empty."""
         message, size = self._items.pop(0)
         self.bytes -= size
         return message
@@ -307,8 +311,11 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             self.transport.pause_reading()
 
     async def receive(self) -> Any:
-        message = await self._inbox.get()
-        if self.read_paused and self._inbox.empty():
+        inbox = self._inbox
+        while inbox.empty():
+            await inbox.arrival()
+        message = inbox.take()
+        if self.read_paused and inbox.empty():
             self.read_paused = False
             self.transport.resume_reading()
         return message

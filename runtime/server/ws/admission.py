@@ -53,6 +53,10 @@ class Admission:
     Redis); `admitted` is called once the connection takes broadcasts.
     """
 
+    # Slots, not a __dict__: one of these per open connection (docs/performance.md).
+    __slots__ = ("expires_at", "_connection", "_public", "_tokens", "_registry", "_caps",
+                 "_admitted", "_limits", "_loop", "_expiry", "_auth_timer",)
+
     def __init__(
         self,
         connection: Connection,

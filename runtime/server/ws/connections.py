@@ -8,7 +8,8 @@ Every frame a connection receives goes out in order through one of two doors:
 - `Connection.enqueue` for broadcasts: never blocks the caller. The frame is
   written at once when nothing is queued and the socket takes output (`write`,
   the socket's `WRITE_TEXT`, websocket.py), else it joins a queue drained by
-  the connection's sender task.
+  the connection's sender task, which is made the first time a frame must wait
+  (most connections never need one: a task and its frame are about 1 KB).
 
 A client that stops reading must not hold anyone else up (docs/protocol.md, "Slow consumers"): when its
 queue would hold more than `queue_bytes` bytes, or one send has been stuck for
@@ -64,6 +65,13 @@ class Connection:
     past (`QUEUE_FULL` or `SEND_TIMED_OUT`) once it is closed for it.
     """
 
+    # Slots, not a __dict__: one of these per open connection (docs/performance.md).
+    __slots__ = ("walker", "identity", "admitted", "follow", "counted_user", "disconnected",
+                 "slow_reason", "metrics", "_send", "_write", "_sent", "_limit",
+                 "_timeout", "_loop", "_queue", "_queued", "_wakeup", "_busy",
+                 "_send_started", "_watchdog", "_stuck_once", "_close", "_started",
+                 "_on_exit", "_sender", "_room",)
+
     def __init__(
         self,
         send: Send,
@@ -101,6 +109,10 @@ class Connection:
         self._watchdog: asyncio.TimerHandle | None = None
         self._stuck_once = False
         self._close: tuple[int, str] | None = None
+        # The sender task, made the first time a frame must wait or a close go out
+        # (most connections never need one), once `start` has been called.
+        self._started = False
+        self._on_exit: Callable[[], None] | None = None
         self._sender: asyncio.Task | None = None
         self._room: asyncio.Future | None = None
 
@@ -212,10 +224,29 @@ class Connection:
 
     # --- the sender task -----------------------------------------------------------
 
-    def start(self) -> asyncio.Task:
-        """Start the sender task; it ends once the close frame is out (or cannot be)."""
-        self._sender = self._loop.create_task(self._run_sender())
+    def start(self, on_exit: Callable[[], None] | None = None) -> None:
+        """From now on, frames that must wait are sent by the sender task, made when the
+        first one must (or a close must go out); it ends once the close frame is out
+        (or cannot be), and then calls `on_exit`."""
+        self._started = True
+        self._on_exit = on_exit
+        if self._queue or self._close is not None:
+            self._wake()
+
+    @property
+    def sender(self) -> asyncio.Task | None:
+        """The sender task, if one was needed."""
         return self._sender
+
+    async def drained(self) -> None:
+        """Until the sender task, if there is one, has ended: what was queued and the close
+        frame are out, or cannot be. Cancelling the caller does not cancel the sender."""
+        if self._sender is not None:
+            await asyncio.wait((self._sender,))
+
+    def _sender_exited(self, _task: asyncio.Task) -> None:
+        if self._on_exit is not None:
+            self._on_exit()
 
     async def _run_sender(self) -> None:
         try:
@@ -258,9 +289,14 @@ class Connection:
         self._queued = 0
 
     def _wake(self) -> None:
-        wakeup = self._wakeup
-        if wakeup is not None and not wakeup.done():
-            wakeup.set_result(None)
+        if self._sender is None:
+            if self._started:
+                self._sender = self._loop.create_task(self._run_sender())
+                self._sender.add_done_callback(self._sender_exited)
+        else:
+            wakeup = self._wakeup
+            if wakeup is not None and not wakeup.done():
+                wakeup.set_result(None)
         if self._close is not None and self._room is not None:
             self._wake_room()  # a closing connection takes nothing more: stop waiting
 

@@ -26,6 +26,9 @@ class ReadAhead:
     it receives anew. `task` is the reading task while there is one.
     """
 
+    # Slots, not a __dict__: one of these per open connection (docs/performance.md).
+    __slots__ = ("frames", "task", "_receive", "_budget",)
+
     def __init__(self, receive: Callable[[], Awaitable[dict]], max_message_bytes: int) -> None:
         self.frames: list[dict] = []
         self.task: asyncio.Task | None = None

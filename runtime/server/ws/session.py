@@ -1,10 +1,10 @@
 """One WebSocket connection to a walker, from accept to close (docs/protocol.md).
 
-A session runs two tasks: the reader, which takes frames one at a time and in
-order (so pipelined requests are answered in order), and the connection's
-sender, which drains its outbound queue. The session ends when either does:
-the reader when the peer goes away or a close has been asked for, the sender
-once the close frame is out.
+A session runs the reader, a task which takes frames one at a time and in
+order (so pipelined requests are answered in order), and, once a frame must
+wait, the connection's sender task, which drains its outbound queue. The
+session ends when either does: the reader when the peer goes away or a close
+has been asked for, the sender once the close frame is out.
 
 Every frame passes through `_handle`, the one place where a request is
 admitted: size, rate, authentication and expiry are checked there, and the
@@ -110,6 +110,12 @@ class WebSocketSession:
     order of checks in `_handle`; the rest belongs to the parts it wires.
     """
 
+    # Slots, not a __dict__: one of these per open connection (docs/performance.md).
+    __slots__ = ("_context", "_walker", "_scope", "_receive", "_send", "_public", "_broadcasts",
+                 "_binding", "_publish", "_dev", "_drain", "_metrics", "_peer_code",
+                 "_lane", "_clock", "_size", "_quick_size", "_bucket",
+                 "_read_ahead", "_watchdog", "_admission", "_targets", "connection",)
+
     def __init__(self, context: SessionContext, walker: str, scope: dict, receive, send) -> None:
         self._context = context
         self._walker = walker
@@ -213,18 +219,27 @@ class WebSocketSession:
         connection_closed(self._walker, code, by_server, seconds)
 
     async def _serve(self, connection: Connection) -> None:
-        sender = connection.start()
-        reader = self._watchdog.reader = asyncio.get_running_loop().create_task(self._read())
+        # Ends when the reader or the sender does: a future and two callbacks, not
+        # asyncio.wait, whose machinery would stay allocated for the socket's whole life.
+        loop = asyncio.get_running_loop()
+        ended = loop.create_future()
+
+        def end(*_: object) -> None:
+            if not ended.done():
+                ended.set_result(None)
+
+        connection.start(on_exit=end)
+        reader = self._watchdog.reader = loop.create_task(self._read())
+        reader.add_done_callback(end)
         try:
-            await asyncio.wait((reader, sender), return_when=asyncio.FIRST_COMPLETED)
+            await ended
             if reader.done() and connection.closing and not connection.disconnected:
                 # Let the sender flush what is queued and the close frame; its
                 # watchdog bounds how long a peer that reads nothing can hold it.
-                await asyncio.wait((sender,))
+                await connection.drained()
         finally:
-            tasks = [reader, sender]
-            if self._read_ahead.task is not None:
-                tasks.append(self._read_ahead.task)
+            tasks = [task for task in (reader, connection.sender, self._read_ahead.task)
+                     if task is not None]
             for task in tasks:
                 task.cancel()
             await asyncio.wait(tasks)

@@ -227,6 +227,10 @@ class TargetRunner:
     frame carries, which no error frame counts.
     """
 
+    # Slots, not a __dict__: one of these per open connection (docs/performance.md).
+    __slots__ = ("_connection", "_watchdog", "_read_ahead", "_broadcast", "_dev", "_cleanup_seconds",
+                 "_loop", "_limit_unsent", "_metrics",)
+
     def __init__(
         self,
         connection: Connection,

@@ -26,6 +26,10 @@ class WalkerWatchdog:
     cancelled. `reader` is the task that awaits the walker: the one cancelled.
     """
 
+    # Slots, not a __dict__: one of these per open connection (docs/performance.md).
+    __slots__ = ("reader", "_loop", "_walker", "_timeout", "_read_ahead_after", "_read_ahead",
+                 "_running_since", "_timed_out", "_timer",)
+
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
