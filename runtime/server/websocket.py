@@ -215,11 +215,13 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
 
     def _refused_by_parser(self) -> None:
         # websockets refused the request (a request line or a header line over 8 KiB,
-        # too many headers, not HTTP) and queued its answer, which uvicorn never sends.
+        # too many headers, not HTTP) and queued its answer. uvicorn 0.55 sends it
+        # (and closes); before, it never did.
         logger.info("%s - refused a WebSocket handshake: %s", _peer(self.client),
                     self.conn.handshake_exc)
-        self.transport.write(b"".join(self.conn.data_to_send()))
-        self.transport.close()
+        if not self.transport.is_closing():
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            self.transport.close()
 
     # --- reading -----------------------------------------------------------------------
 
@@ -237,7 +239,7 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             refused = self.conn.handshake_exc is not None
             clean = self.handshake_initiated and not refused and not self.conn.reader.buffer
             self._mode = _OPENING if clean else _LIBRARY
-            if refused and not self.handshake_initiated and not self.transport.is_closing():
+            if refused and not self.handshake_initiated:
                 self._refused_by_parser()
 
     def _opened(self) -> bool:
