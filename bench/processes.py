@@ -1,10 +1,13 @@
-"""Servers the benchmarks start: a free loopback port, and waiting until one listens."""
+"""Servers the benchmarks start: their folder, a free loopback port, and waiting until one listens."""
 
 from __future__ import annotations
 
 import socket
 import subprocess
 import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
 
 
 def free_port() -> int:
@@ -25,3 +28,15 @@ def wait_until_listening(port: int, process: subprocess.Popen, timeout: float = 
         except OSError:
             time.sleep(0.05)
     raise SystemExit("server did not start")
+
+
+def app_folder(folder: Path) -> None:
+    """Put bench/app.jac in `folder`, with a jacc.toml whose limits stay out of the way.
+
+    jacc's limits are for the internet; the benchmarks measure the hot path. Every
+    client here is 127.0.0.1, so the per-address cap would refuse the idle test.
+    """
+    (folder / "app.jac").write_text((BENCH / "app.jac").read_text())
+    (folder / "jacc.toml").write_text(
+        "[websocket]\nmessages_per_second = 1000000\nmax_connections_per_user = 100000\n"
+        "max_connections_per_ip = 100000\n")

@@ -40,10 +40,9 @@ from pathlib import Path
 
 import redis
 import uvloop
-from processes import free_port, wait_until_listening
+from processes import app_folder, free_port, wait_until_listening
 from websockets.asyncio.client import connect
 
-BENCH = Path(__file__).resolve().parent
 SECRET = "bench-secret-" + "x" * 40
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -270,10 +269,7 @@ def measure(args: argparse.Namespace) -> None:
     url = args.redis
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
-        (folder / "app.jac").write_text((BENCH / "app.jac").read_text())
-        (folder / "jacc.toml").write_text(
-            "[websocket]\nmessages_per_second = 1000000\nmax_connections_per_user = 100000\n"
-            "max_connections_per_ip = 100000\n")
+        app_folder(folder)
         one = run_pair(folder, args, {"memory": ("memory", (), False),
                                       "Redis": (url, (), False)})
         workers = run_pair(folder, args, {"1 worker": (url, (), False),

@@ -40,7 +40,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import loadclient
-from processes import free_port, wait_until_listening
+from processes import app_folder, free_port, wait_until_listening
 
 BENCH = Path(__file__).resolve().parent
 
@@ -232,12 +232,7 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
-        (folder / "app.jac").write_text((BENCH / "app.jac").read_text())
-        # jacc's limits are for the internet; the benchmark measures the hot path.
-        # Every client here is 127.0.0.1, so the per-address cap would refuse the idle test.
-        (folder / "jacc.toml").write_text(
-            "[websocket]\nmessages_per_second = 1000000\nmax_connections_per_user = 100000\n"
-            "max_connections_per_ip = 100000\n")
+        app_folder(folder)
         if not args.metrics_only:
             jacc_port, bare_port = free_port(), free_port()
             with server(jacc_command(jacc_port), jacc_port, folder) as jacc, \

@@ -345,23 +345,23 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         """
         if not self.writable.flag:
             return False
-        if (self.disconnected or self.close_sent or not self.handshake_complete
-                or self.conn.state is not State.OPEN):
-            raise ClientDisconnected()
-        self.transport.write(server_frame(_TEXT, text.encode()))
+        self._write_data(_TEXT, text.encode())
         return True
 
     async def _send_data(self, message: Any) -> None:
         if not self.writable.flag:
             await self.writable.wait()
-        if self.disconnected or self.conn.state is not State.OPEN:
-            raise ClientDisconnected()
         text = message.get("text")
         if text is not None:
-            frame = server_frame(_TEXT, text.encode())
+            self._write_data(_TEXT, text.encode())
         else:
-            frame = server_frame(_BINARY, bytes(message.get("bytes") or b""))
-        self.transport.write(frame)
+            self._write_data(_BINARY, bytes(message.get("bytes") or b""))
+
+    def _write_data(self, opcode: int, payload: bytes) -> None:
+        if (self.disconnected or self.close_sent or not self.handshake_complete
+                or self.conn.state is not State.OPEN):
+            raise ClientDisconnected()
+        self.transport.write(server_frame(opcode, payload))
 
 
 def _peer(client: tuple[str, int] | None) -> str:
