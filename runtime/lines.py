@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
-from types import FrameType, TracebackType
+from types import CodeType, FrameType, TracebackType
 
 
 def relocate(exc: BaseException) -> BaseException:
@@ -44,11 +44,15 @@ def jac_position(frame: FrameType) -> tuple[str, int]:
     in memory already has the `.jac` file and line. Used to say where a `report`
     ran (docs/protocol.md, "Errors while running").
     """
-    globals_ = frame.f_globals
+    return jac_site(frame.f_code, frame.f_lineno, frame.f_globals)
+
+
+def jac_site(code: CodeType, line: int, globals_: dict) -> tuple[str, int]:
+    """`jac_position` of a frame that ran `code` with `globals_`, at Python line `line`."""
     table = globals_.get("__jacc_lines__")
-    if table is not None and frame.f_code.co_filename == globals_.get("__file__"):
-        return globals_["__jacc_source__"], table.get(frame.f_lineno, frame.f_lineno)
-    return os.path.basename(frame.f_code.co_filename), frame.f_lineno
+    if table is not None and code.co_filename == globals_.get("__file__"):
+        return globals_["__jacc_source__"], table.get(line, line)
+    return os.path.basename(code.co_filename), line
 
 
 def _stand_in(tb: TracebackType, exc: BaseException) -> TracebackType | None:

@@ -21,9 +21,10 @@ import enum
 import inspect
 import sys
 from dataclasses import dataclass, field as dataclass_field
+from types import CodeType, CoroutineType
 from typing import Any, Callable
 
-from .lines import jac_position, relocate
+from .lines import jac_position, jac_site, relocate
 
 _MISSING = object()
 
@@ -126,30 +127,36 @@ class Reports(list):
     """A walker's reports, in order, and beside each the Jac position of its `report`.
 
     `sites[i]` is (file, line) of the statement that reported `self[i]`: a server
-    that cannot send a report as JSON names the line that made it.
+    that cannot send a report as JSON names the line that made it. Only such a
+    report needs it, so what it is made from (the frame's code, line and globals)
+    is kept, and the `.jac` position worked out when asked.
 
     `sink`, when set, takes each report instead, with its site, the moment it is
     made: a server streaming the walker sends it on at once. The core only calls it,
     so it never needs to know who listens.
     """
 
-    __slots__ = ("sites", "sink")
+    __slots__ = ("_made_at", "sink")
 
     def __init__(self) -> None:
         super().__init__()
-        self.sites: list[tuple[str, int]] = []
+        self._made_at: list[tuple[CodeType, int, dict]] = []
         self.sink: Callable[[Any, tuple[str, int]], None] | None = None
+
+    @property
+    def sites(self) -> list[tuple[str, int]]:
+        return [jac_site(code, line, globals_) for code, line, globals_ in self._made_at]
 
 
 def report(walker: Walker, value: Any) -> None:
     """`report X;` — append X to the walker's reports (or hand it to their `sink`)."""
     reports = walker._jacc_reports
-    site = jac_position(sys._getframe(1))
+    frame = sys._getframe(1)
     if reports.sink is not None:
-        reports.sink(value, site)
+        reports.sink(value, jac_position(frame))
         return
     reports.append(value)
-    reports.sites.append(site)
+    reports._made_at.append((frame.f_code, frame.f_lineno, frame.f_globals))
 
 
 def _normalise_protocol(protocol: Any) -> str:
@@ -196,9 +203,9 @@ class Walker:
 
     def __init__(self, **values: Any) -> None:
         spec = self.__jacc_spec__
-        for name in values:
-            if name not in spec.field_names:
-                raise TypeError(f"{spec.name}() got an unexpected field {name!r}")
+        if not spec.field_names.issuperset(values):  # one C call for the usual case
+            unexpected = next(name for name in values if name not in spec.field_names)
+            raise TypeError(f"{spec.name}() got an unexpected field {unexpected!r}")
         for f in spec.fields:
             value = values.get(f.name, _MISSING)
             if value is _MISSING:
@@ -251,7 +258,9 @@ async def spawn(walker: Walker) -> list:
     try:
         for ability in walker.__jacc_spec__.abilities:
             result = ability(walker)
-            if inspect.isawaitable(result):
+            # A coroutine (an `async can`) or None (the others) is the rule; the
+            # type comparison spares `isawaitable` for them.
+            if type(result) is CoroutineType or (result is not None and inspect.isawaitable(result)):
                 await result
     except Disengage:
         pass

@@ -519,3 +519,24 @@ def test_float_fits_infinities_but_int_does_not() -> None:
     # json.loads accepts Infinity and NaN; they are floats, not ints.
     assert check_of("float")(math.inf) is None
     assert check_of("int")(math.nan) == "expected int, got float"
+
+
+@pytest.mark.parametrize("type_text", ["str", "int", "float", "bool", "None", "list", "int | str",
+                                       "dict[str, int]", "any", "Frobnicate"])
+@given(value=st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+       | st.text() | st.lists(st.integers(), max_size=3))
+def test_a_value_of_the_exact_type_fits_as_it_is(type_text: str, value: object) -> None:
+    # WalkerBinding.check lets a value of `exact` type through with no check at all.
+    declared = declared_type(type_text)
+    if declared.exact is None or type(value) is not declared.exact:
+        return
+    assert declared.check(value) is None
+    if declared.normalise is not None:
+        assert declared.normalise(value) is value
+
+
+def test_the_plain_types_have_an_exact_type() -> None:
+    assert {text: declared_type(text).exact for text in ("str", "int", "float", "bool", "None")} == {
+        "str": str, "int": int, "float": float, "bool": bool, "None": type(None)}
+    assert declared_type("list[int]").exact is None
+    assert declared_type("int | str").exact is None

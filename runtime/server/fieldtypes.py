@@ -82,6 +82,8 @@ class DeclaredType:
     # number 1 however it is written, so `1.0` fits `int` and becomes the int 1.
     # None for the many types with nothing to convert (no `int` inside).
     normalise: Normaliser | None = None
+    # A Python type whose every value fits and is handed over as it is (`TypeNode.exact`).
+    exact: type | None = None
 
     def json_schema(self) -> dict:
         """The JSON Schema (2020-12, as OpenAPI 3.1 uses) of the values `check` accepts."""
@@ -98,7 +100,8 @@ def declared_type(type_text: str) -> DeclaredType:
     try:
         tree = ast.parse(type_text.strip(), mode="eval").body
         node, shown = _node(tree), ast.unparse(tree)
-        return DeclaredType(shown, node, _make_check(node.matcher(), shown), node.normaliser())
+        return DeclaredType(shown, node, _make_check(node.matcher(), shown), node.normaliser(),
+                            node.exact())
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         # ValueError: null bytes in the text; RecursionError/MemoryError: absurd nesting.
         return DeclaredType(type_text, Unchecked(), _accept_all)
@@ -164,6 +167,11 @@ class TypeNode(abc.ABC):
         """What turns an accepted value into the one the walker gets; None: as it is."""
         return None
 
+    def exact(self) -> type | None:
+        """A Python type whose every value fits and needs no converting, if there is one:
+        a frame's field of that type passes with one comparison (`WalkerBinding.check`)."""
+        return None
+
     @classmethod
     def named(cls, args: tuple[TypeNode, ...] | None) -> TypeNode | None:
         """The node a name stands for, bare (`args` None) or subscripted; None if ill-formed."""
@@ -175,6 +183,9 @@ class Str(TypeNode):
     def matcher(self) -> _Matcher:
         return _match_str
 
+    def exact(self) -> type:
+        return str
+
     def json_schema(self) -> dict:
         return {"type": "string"}
 
@@ -183,6 +194,9 @@ class Str(TypeNode):
 class Int(TypeNode):
     def matcher(self) -> _Matcher:
         return _match_int
+
+    def exact(self) -> type:
+        return int
 
     def json_schema(self) -> dict:
         # JSON Schema's integer never matches a boolean, as the check refuses bools,
@@ -198,6 +212,9 @@ class Float(TypeNode):
     def matcher(self) -> _Matcher:
         return _match_float
 
+    def exact(self) -> type:
+        return float
+
     def json_schema(self) -> dict:
         return {"type": "number"}
 
@@ -207,6 +224,9 @@ class Bool(TypeNode):
     def matcher(self) -> _Matcher:
         return _match_bool
 
+    def exact(self) -> type:
+        return bool
+
     def json_schema(self) -> dict:
         return {"type": "boolean"}
 
@@ -215,6 +235,9 @@ class Bool(TypeNode):
 class Null(TypeNode):
     def matcher(self) -> _Matcher:
         return _match_none
+
+    def exact(self) -> type:
+        return type(None)
 
     def json_schema(self) -> dict:
         return {"type": "null"}

@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .fieldtypes import declared_type
+from .jsontext import Decoder, Encoder
 from ..walker import Walker, spawn
 
 if TYPE_CHECKING:
@@ -109,7 +110,7 @@ CONTROL_TYPES = frozenset({PING, PONG, REFRESH})
 REFRESHED_FRAME = '{"type":"refreshed","ok":true}'
 
 # `allow_nan=False`: NaN and Infinity are not JSON, and a client's parser may reject them.
-_encode = json.JSONEncoder(
+_encode = Encoder(
     ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=lambda value: _refuse(value)
 ).encode
 
@@ -264,7 +265,7 @@ def _finite_float(text: str) -> float:
     return value
 
 
-_decode = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float).decode
+_decode = Decoder(parse_constant=_reject_constant, parse_float=_finite_float).decode
 # A `\uD800`-`\uDFFF` escape: the only way a lone surrogate can get into decoded
 # text (raw ones are not UTF-8). Most frames have none, and skip the walk below.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
@@ -306,7 +307,7 @@ def decode_object(data: str | bytes, max_keys: int | None = None) -> dict:
         raise ProtocolError(
             INVALID_PAYLOAD, f"expected a JSON object, got {json_kind(value)}", status=400
         )
-    surrogate = _SURROGATE_ESCAPE.search(data) and _lone_surrogate(value)
+    surrogate = "\\u" in data and _SURROGATE_ESCAPE.search(data) and _lone_surrogate(value)
     if surrogate:
         raise ProtocolError(
             INVALID_PAYLOAD,
@@ -381,7 +382,7 @@ class WalkerBinding:
     """
 
     __slots__ = ("cls", "spec", "name", "kind", "controls", "max_keys", "_checks",
-                 "_normalisers", "_required", "_required_set", "_types")
+                 "_exact", "_normalisers", "_required", "_required_set", "_types")
 
     # A served function is bound the same way (functions.FunctionBinding): its spec has
     # `fields` too, made from its parameters.
@@ -395,6 +396,8 @@ class WalkerBinding:
         # A walker with a `type` field owns that key: no control frames there.
         self.controls = "type" not in spec.field_names
         self._checks = {f.name: declared_type(f.type).check for f in spec.fields}
+        self._exact = {f.name: exact for f in spec.fields
+                       if (exact := declared_type(f.type).exact) is not None}
         # Only fields with an `int` inside have anything to convert (1.0 → 1): most
         # walkers have none, and pay nothing for them.
         self._normalisers = tuple(
@@ -419,8 +422,10 @@ class WalkerBinding:
 
     def check(self, payload: dict) -> None:
         """Raise ProtocolError(INVALID_PAYLOAD) listing every bad field of `payload`."""
-        checks = self._checks
+        checks, exact = self._checks, self._exact
         for name, value in payload.items():
+            if type(value) is exact.get(name):
+                continue  # e.g. a str for a `str` field: no call
             check = checks.get(name)
             if check is None or check(value) is not None:
                 raise self._invalid(payload)
@@ -493,7 +498,8 @@ def _shown(name: str) -> str:
 
 
 async def run_walker(
-    binding: WalkerBinding, fields: dict, dev: bool = False, threads: WalkerPool | Lane | None = None
+    binding: WalkerBinding, fields: dict, dev: bool = False, threads: WalkerPool | Lane | None = None,
+    task: asyncio.Task | None = None,
 ) -> list:
     """Run one walker instance with checked `fields` and return its reports.
 
@@ -510,6 +516,7 @@ async def run_walker(
     A cancellation of the calling task (walker timeout, disconnect, shutdown) is
     not the walker's to decide: it leaves as a CancelledError whatever the walker
     did with it (let it out, caught it and returned, raised something else).
+    `task` is the calling task, when the caller has it at hand (see `cancel_requested`).
     """
     try:
         if threads is None or binding.spec.is_async:
@@ -518,17 +525,21 @@ async def run_walker(
             reports, error = await threads.run(binding.cls, fields)
     except BaseException as raised:  # a failure of any kind is the walker's own
         reports, error = None, raised
-    if cancel_requested():
+    if cancel_requested(task):
         raise error if isinstance(error, asyncio.CancelledError) else asyncio.CancelledError()
     if error is not None:
         raise execution_error(binding.name, error, dev) from None
     return reports
 
 
-def cancel_requested() -> bool:
+def cancel_requested(task: asyncio.Task | None = None) -> bool:
+    """Has the canceller asked `task` (by default the current task) to stop?"""
     # Only the canceller's cancel() counts here (Task.cancelling, Python 3.11): a
-    # CancelledError the walker raised by itself leaves the count at zero.
-    task = asyncio.current_task()
+    # CancelledError the walker raised by itself leaves the count at zero. A caller
+    # that knows its task passes it: `asyncio.current_task()` asks the OS for the
+    # process id on every call in Python 3.11 (docs/performance.md).
+    if task is None:
+        task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
 
 

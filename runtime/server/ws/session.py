@@ -317,7 +317,7 @@ class WebSocketSession:
         watchdog.begin(now)
         started = perf_counter()  # not the loop's clock: uvloop's is cached, to the ms
         try:
-            reports = await run_walker(binding, payload, self._dev, self._lane)
+            reports = await run_walker(binding, payload, self._dev, self._lane, watchdog.reader)
         finally:
             self._metrics.ran(perf_counter() - started)
             watchdog.end()  # raises EXECUTION_TIMEOUT for a walker it cancelled
