@@ -23,8 +23,12 @@ Then the cost of the metrics (docs/operations.md#metrics), two ways:
   round trip and a broadcast to 100 add with metrics on, over off), as a share
   of the server CPU per message measured above.
 
-    python bench/ws.py [--round-trips 5000] [--broadcasts 300] [--client-processes 2]
+The servers run on one core and the bench with its client processes on the others
+(`--no-pin`: wherever the OS puts them).
+
+    python bench/ws.py [--round-trips 20000] [--broadcasts 300] [--client-processes 2]
                        [--skip-idle] [--rounds 5] [--metrics-only] [--no-metrics-cost]
+                       [--no-pin]
 """
 
 from __future__ import annotations
@@ -45,11 +49,30 @@ from processes import app_folder, free_port, wait_until_listening
 BENCH = Path(__file__).resolve().parent
 
 
+def cores() -> tuple[set[int], set[int]] | None:
+    """(the servers' core, the clients' cores) when this machine can pin them, else None.
+
+    Unpinned, whether a client and the server it talks to share a core changes the
+    server's CPU per round trip by ±20 % from one run to the next (a wake-up on
+    another core costs more than one on the same); pinned, both servers always
+    pay the same (docs/performance.md, "How it is measured").
+    """
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    available = sorted(os.sched_getaffinity(0))
+    if len(available) < 2:
+        return None
+    return {available[0]}, set(available[1:])
+
+
 @contextmanager
-def server(command: list[str], port: int, cwd: Path, **extra_env: str):
+def server(command: list[str], port: int, cwd: Path, core: set[int] | None = None,
+           **extra_env: str):
     env = dict(os.environ, JACC_JWT_SECRET="bench-secret-" + "x" * 40, **extra_env)
+    # Set before the server starts: every thread it makes inherits the core.
+    pin = (lambda: os.sched_setaffinity(0, core)) if core else None
     process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+                               stderr=subprocess.DEVNULL, preexec_fn=pin)
     try:
         wait_until_listening(port, process)
         yield process
@@ -218,7 +241,7 @@ def print_targets(jacc: dict, bare: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--round-trips", type=int, default=5000)
+    parser.add_argument("--round-trips", type=int, default=20000)
     parser.add_argument("--broadcasts", type=int, default=300)
     parser.add_argument("--client-processes", type=int, default=2)
     parser.add_argument("--skip-idle", action="store_true")
@@ -227,7 +250,17 @@ def main() -> None:
                         help="only the cost of the metrics, not the comparison with bare")
     parser.add_argument("--no-metrics-cost", action="store_true",
                         help="only the comparison with bare, not the cost of the metrics")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="let the OS place servers and clients on any core")
     args = parser.parse_args()
+
+    placement = None if args.no_pin else cores()
+    server_core = None
+    if placement is not None:
+        server_core, client_cores = placement
+        os.sched_setaffinity(0, client_cores)  # the client processes fork from here
+        print(f"servers on core {min(server_core)}, clients on cores "
+              f"{', '.join(map(str, sorted(client_cores)))}\n")
 
     results = {}
     with tempfile.TemporaryDirectory() as folder:
@@ -235,8 +268,8 @@ def main() -> None:
         app_folder(folder)
         if not args.metrics_only:
             jacc_port, bare_port = free_port(), free_port()
-            with server(jacc_command(jacc_port), jacc_port, folder) as jacc, \
-                    server(bare_command(bare_port), bare_port, folder) as bare:
+            with server(jacc_command(jacc_port), jacc_port, folder, server_core) as jacc, \
+                    server(bare_command(bare_port), bare_port, folder, server_core) as bare:
                 results = compare({"jacc": (jacc_port, jacc.pid),
                                    "bare": (bare_port, bare.pid)}, args)
             print_table(results["jacc"], results["bare"], args.rounds)
@@ -244,8 +277,8 @@ def main() -> None:
         if args.no_metrics_cost:
             return
         on_port, off_port = free_port(), free_port()
-        with server(jacc_command(on_port), on_port, folder) as on, \
-                server(jacc_command(off_port), off_port, folder,
+        with server(jacc_command(on_port), on_port, folder, server_core) as on, \
+                server(jacc_command(off_port), off_port, folder, server_core,
                        JACC_SERVER_METRICS="false") as off:
             cost = metrics_cost({"metrics on": (on_port, on.pid),
                                  "metrics off": (off_port, off.pid)}, args)

@@ -141,7 +141,7 @@ class WalkerMetrics:
     metrics when they are sampled.
     """
 
-    __slots__ = ("_metrics", "_open", "_in", "_out", "_frames_in", "_frames_out", "_runs")
+    __slots__ = ("_metrics", "_open", "_in", "_out", "_frames_in", "_frames_out", "_runs", "ran")
 
     def __init__(self, metrics: Metrics, walker: str) -> None:
         self._metrics = metrics
@@ -151,15 +151,14 @@ class WalkerMetrics:
         self._frames_in = 0
         self._frames_out = 0
         self._runs = Tally(metrics.run_seconds.labels(walker))
+        # `ran(seconds)`: a walker run took `seconds`; the tally's own method, one call a run.
+        self.ran = self._runs.observe
 
     def frame_in(self) -> None:
         self._frames_in += 1
 
     def frame_out(self) -> None:
         self._frames_out += 1
-
-    def ran(self, seconds: float) -> None:
-        self._runs.observe(seconds)
 
     def flush(self) -> None:
         if self._frames_in:

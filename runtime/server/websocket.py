@@ -125,22 +125,25 @@ class _Inbox:
     frame while it waits, not two).
     """
 
-    __slots__ = ("_items", "_waiter", "_loop", "bytes")
+    __slots__ = ("items", "_waiter", "_loop", "bytes")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._items: list[tuple[dict, int]] = []
+        self.items: list[tuple[dict, int]] = []
         self._waiter: asyncio.Future | None = None
         self._loop = loop
         self.bytes = 0
 
-    def put_nowait(self, message: dict, size: int = 0) -> None:
-        self._items.append((message, size))
+    def put_nowait(self, message: dict, size: int = 0) -> bool:
+        """Add `message`; True once the app has so much untaken that reading should pause."""
+        items = self.items
+        items.append((message, size))
         self.bytes += size
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
             if not waiter.done():
                 waiter.set_result(None)
+        return self.bytes >= _INBOX_BYTES or len(items) >= _INBOX_FRAMES
 
     def arrival(self) -> asyncio.Future:
         """A future done when the next message arrives (for the one reader)."""
@@ -149,15 +152,12 @@ class _Inbox:
 
     def take(self) -> dict:
         """The oldest message; the inbox is not empty."""
-        message, size = self._items.pop(0)
+        message, size = self.items.pop(0)
         self.bytes -= size
         return message
 
     def empty(self) -> bool:
-        return not self._items
-
-    def qsize(self) -> int:
-        return len(self._items)
+        return not self.items
 
 
 class _Writable:
@@ -306,18 +306,16 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
                 return
         else:
             message = {"type": "websocket.receive", "bytes": bytes(data)}
-        inbox.put_nowait(message, len(data))
-        if not self.read_paused and (inbox.bytes >= _INBOX_BYTES
-                                     or inbox.qsize() >= _INBOX_FRAMES):
+        if inbox.put_nowait(message, len(data)) and not self.read_paused:
             self.read_paused = True
             self.transport.pause_reading()
 
     async def receive(self) -> Any:
         inbox = self._inbox
-        while inbox.empty():
+        while not inbox.items:
             await inbox.arrival()
         message = inbox.take()
-        if self.read_paused and inbox.empty():
+        if self.read_paused and not inbox.items:
             self.read_paused = False
             self.transport.resume_reading()
         return message
