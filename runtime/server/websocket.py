@@ -277,10 +277,8 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
                 # Anything unusual, whole, to the library: it starts and ends on a boundary.
                 self._to_library(data[start:stop])
             else:
-                payload = apply_mask(data[start + head:stop], data[start + head - 4:start + head])
-                self.curr_msg_data_type = kind
-                self.frames = [payload]
-                self.send_receive_event_to_app()
+                self._deliver(kind, apply_mask(data[start + head:stop],
+                                               data[start + head - 4:start + head]))
             start = stop
             if self.transport.is_closing():
                 return
@@ -288,14 +286,17 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             self._partial = data[start:]
 
     def send_receive_event_to_app(self) -> None:
-        """Give the app the message in `self.frames`; pause reading while it has a lot."""
+        """Give the app the message the library read, in `self.frames`."""
         frames, self.frames = self.frames, []
+        self._deliver(self.curr_msg_data_type, frames[0] if len(frames) == 1 else b"".join(frames))
+
+    def _deliver(self, kind: str, data: bytes) -> None:
+        """Give the app a `text` or `bytes` message; pause reading while it has a lot."""
         if self.close_sent:
             # Past `websocket.close`: drop it, and read on until the peer's close arrives.
             return
-        data = frames[0] if len(frames) == 1 else b"".join(frames)
         inbox = self._inbox
-        if self.curr_msg_data_type == "text":
+        if kind == "text":
             try:
                 message = {"type": "websocket.receive", "text": data.decode()}
             except UnicodeDecodeError:
