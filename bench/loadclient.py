@@ -127,14 +127,20 @@ def _ok(reply: bytes) -> None:
 # --- scenarios, in each client process ----------------------------------------------
 
 
-async def _echo_connection(socket: Socket, count: int, latencies: list[float]) -> None:
+async def _round_trips(socket: Socket, requests, latencies: list[float]) -> None:
+    """Send each request once the previous answer is back; time each send to its answer."""
     clock = time.perf_counter
-    for i in range(count):
-        frame = text_frame(json.dumps({"message": f"hello {i}", "client_id": "bench"}).encode())
+    for request in requests:
+        frame = text_frame(json.dumps(request).encode())
         start = clock()
         socket.send(frame)
         _ok(await socket.receive())
         latencies.append(clock() - start)
+
+
+async def _echo_connection(socket: Socket, count: int, latencies: list[float]) -> None:
+    requests = ({"message": f"hello {i}", "client_id": "bench"} for i in range(count))
+    await _round_trips(socket, requests, latencies)
 
 
 async def _echo(port: int, path: str, connections: int, count: int, barrier) -> dict:
@@ -168,14 +174,9 @@ async def _speak(port: int, path: str, messages: int, barrier) -> dict:
     """The broadcast's sender: one message at a time, each once its own copy is back."""
     socket = await Socket.open(port, path)
     await asyncio.to_thread(barrier.wait)
-    clock = time.perf_counter
-    latencies = []
-    for i in range(messages):
-        frame = text_frame(json.dumps({"message": f"m{i}", "sender": "bench"}).encode())
-        start = clock()
-        socket.send(frame)
-        _ok(await socket.receive())
-        latencies.append(clock() - start)
+    latencies: list[float] = []
+    requests = ({"message": f"m{i}", "sender": "bench"} for i in range(messages))
+    await _round_trips(socket, requests, latencies)
     await socket.close()
     return {"messages": messages, "latencies": latencies}
 

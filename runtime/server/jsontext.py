@@ -14,47 +14,39 @@ from collections.abc import Callable
 from json import encoder as _encoder_module
 from typing import Any
 
-__all__ = ["Decoder", "Encoder"]
+__all__ = ["decoder", "encoder"]
 
 
-class Decoder:
-    """`decode(text)`, equal to `json.JSONDecoder(**options).decode(text)`."""
+def decoder(**options: Any) -> Callable[[str], Any]:
+    """A `decode(text)` equal to `json.JSONDecoder(**options).decode(text)`."""
+    wrapper = json.JSONDecoder(**options)
+    wrapped, scan = wrapper.decode, wrapper.scan_once
 
-    __slots__ = ("decode",)
+    def decode(text: str) -> Any:
+        # An object with nothing around it: the scanner alone. Whitespace around
+        # the value, trailing text and every error: the wrapper, which says what
+        # is wrong as it always does.
+        if text[:1] == "{":
+            try:
+                value, end = scan(text, 0)
+            except StopIteration:
+                return wrapped(text)
+            if end == len(text):
+                return value
+        return wrapped(text)
 
-    def __init__(self, **options: Any) -> None:
-        decoder = json.JSONDecoder(**options)
-        wrapped, scan = decoder.decode, decoder.scan_once
-
-        def decode(text: str) -> Any:
-            # An object with nothing around it: the scanner alone. Whitespace around
-            # the value, trailing text and every error: the wrapper, which says what
-            # is wrong as it always does.
-            if text[:1] == "{":
-                try:
-                    value, end = scan(text, 0)
-                except StopIteration:
-                    return wrapped(text)
-                if end == len(text):
-                    return value
-            return wrapped(text)
-
-        self.decode = decode
+    return decode
 
 
-class Encoder:
-    """`encode(value)`, equal to `json.JSONEncoder(**options).encode(value)`.
+def encoder(**options: Any) -> Callable[[Any], str]:
+    """An `encode(value)` equal to `json.JSONEncoder(**options).encode(value)`.
 
     The C encoder is made afresh for each value, as `JSONEncoder.iterencode`
     does: it keeps the objects it is inside of in a dict (to find a circular
     reference), which one shared among threads could not do.
     """
-
-    __slots__ = ("encode",)
-
-    def __init__(self, **options: Any) -> None:
-        wrapper = json.JSONEncoder(**options)
-        self.encode = _direct(wrapper) or wrapper.encode
+    wrapper = json.JSONEncoder(**options)
+    return _direct(wrapper) or wrapper.encode
 
 
 def _direct(wrapper: json.JSONEncoder) -> Callable[[Any], str] | None:

@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .fieldtypes import declared_type
-from .jsontext import Decoder, Encoder
+from .jsontext import decoder, encoder
 from ..walker import Walker, spawn
 
 if TYPE_CHECKING:
@@ -110,9 +110,9 @@ CONTROL_TYPES = frozenset({PING, PONG, REFRESH})
 REFRESHED_FRAME = '{"type":"refreshed","ok":true}'
 
 # `allow_nan=False`: NaN and Infinity are not JSON, and a client's parser may reject them.
-_encode = Encoder(
+_encode = encoder(
     ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=lambda value: _refuse(value)
-).encode
+)
 
 
 class ProtocolError(Exception):
@@ -265,7 +265,7 @@ def _finite_float(text: str) -> float:
     return value
 
 
-_decode = Decoder(parse_constant=_reject_constant, parse_float=_finite_float).decode
+_decode = decoder(parse_constant=_reject_constant, parse_float=_finite_float)
 # A `\uD800`-`\uDFFF` escape: the only way a lone surrogate can get into decoded
 # text (raw ones are not UTF-8). Most frames have none, and skip the walk below.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
